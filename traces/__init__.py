@@ -1,0 +1,1 @@
+"""Trace format v1: reader, writer, validator, and replay against the model."""

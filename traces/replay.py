@@ -1,0 +1,369 @@
+"""Replay a v1 trace through the engine model and report the first divergence.
+
+The interleaving rules are those of ../shared/trace-format.md: inputs are consumed when
+the engine asks for them (``invalidate``/``writeback`` default to 0 when absent), a
+``bio_end`` or ``fault`` takes effect exactly at its position, and bios without a
+``bio_end`` complete with status 0, in submission order, when the replay reaches their
+request's ``complete`` line (or the end of the file). Outputs are compared in order, per
+request; kinds missing from the header's ``observed`` list are not compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import frozen
+
+from ..model.engine import Engine, get_engine
+from ..model.types import (
+    Action,
+    Bio,
+    BioEnd,
+    Blocked,
+    Complete,
+    Cut,
+    Emit,
+    Fault,
+    Finished,
+    Flush,
+    InvalidateResult,
+    ModelUsageError,
+    NeedCut,
+    NeedInvalidate,
+    NeedMap,
+    NeedWriteback,
+    Output,
+    Queued,
+    WritebackResult,
+)
+from .format import Event, Trace, begin_to_request, event_to_input, read_trace
+
+
+@frozen
+class Divergence:
+    path: str
+    line: int
+    req: int | None
+    trace_says: str
+    model_predicts: str
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "req": self.req,
+            "trace_says": self.trace_says,
+            "model_predicts": self.model_predicts,
+            "rule": self.rule,
+        }
+
+
+@frozen
+class FileResult:
+    path: str
+    divergence: Divergence | None
+    requests: int
+    events: int
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": "PASS" if self.ok else "DIVERGE",
+            "requests": self.requests,
+            "events": self.events,
+            "divergence": self.divergence.to_dict() if self.divergence else None,
+        }
+
+
+class _Diverged(Exception):
+    def __init__(self, line: int, req: int | None, says: str, predicts: str, rule: str):
+        super().__init__(says)
+        self.line, self.req, self.says, self.predicts, self.rule = line, req, says, predicts, rule
+
+
+def output_kind(o: Output) -> str:
+    if isinstance(o, Bio):
+        return "bio"
+    if isinstance(o, Flush):
+        return "flush"
+    if isinstance(o, Queued):
+        return "queued"
+    return "complete"
+
+
+def describe_output(o: Output) -> str:
+    if isinstance(o, Bio):
+        extra = " zero" if o.zero else ""
+        extra += " atomic" if o.atomic else ""
+        return f"bio #{o.index} {o.op} addr={o.addr} len={o.len} fua={str(o.fua).lower()}{extra}"
+    if isinstance(o, Complete):
+        end_io = f" end_io={sorted(o.end_io_flags)}" if o.end_io_flags else ""
+        return f"complete ret={o.ret} pos_after={o.pos_after} i_size={o.i_size} ctx={o.ctx}{end_io}"
+    return output_kind(o)
+
+
+def describe_event(e: Event) -> str:
+    fields = " ".join(f"{k}={_fmt(v)}" for k, v in e.fields.items())
+    return f"{e.ev} {fields}".strip()
+
+
+def describe_action(a: Action) -> str:
+    if isinstance(a, NeedMap):
+        create = "" if a.create is None else f" create={str(a.create).lower()}"
+        return f"asks for a mapping at pos={a.pos} (length {a.length}){create}"
+    if isinstance(a, NeedCut):
+        return describe_output(a.proposal)
+    if isinstance(a, Blocked):
+        return f"waits for bios {list(a.outstanding)} to complete"
+    if isinstance(a, Finished):
+        return "request already complete"
+    if isinstance(a, NeedInvalidate):
+        return "asks for the page-cache invalidation result"
+    if isinstance(a, NeedWriteback):
+        return "asks for the writeback result"
+    assert isinstance(a, Emit)
+    return describe_output(a.output)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "[" + ",".join(str(x) for x in v) + "]"
+    return str(v)
+
+
+def _rule_of(a: Action) -> str:
+    if isinstance(a, Emit):
+        return a.output.rule
+    if isinstance(a, NeedCut):
+        return a.proposal.rule
+    return getattr(a, "rule", "")
+
+
+def _mismatch(o: Output, e: Event) -> bool:
+    """True when the recorded output ``e`` differs from the model's ``o``."""
+    f = e.fields
+    if isinstance(o, Bio):
+        if (f["op"], f["addr"], f["len"], f["fua"]) != (o.op, o.addr, o.len, o.fua):
+            return True
+        if "zero" in f and f["zero"] != o.zero:
+            return True
+        return "atomic" in f and f["atomic"] != o.atomic
+    if isinstance(o, Complete):
+        if f["ret"] != o.ret:
+            return True
+        for key, value in (("pos_after", o.pos_after), ("i_size", o.i_size), ("ctx", o.ctx)):
+            if key in f and f[key] != value:
+                return True
+        return "end_io" in f and frozenset(f["end_io"]) != o.end_io_flags
+    return False
+
+
+class _Request:
+    """Replay bookkeeping of one request."""
+
+    __slots__ = ("finished", "nbios", "req", "state")
+
+    def __init__(self, req: int, state: Any) -> None:
+        self.req = req
+        self.state = state
+        self.nbios = 0  # bios the model has emitted
+        self.finished = False
+
+
+class Replayer:
+    """Feeds one trace to the model, line by line."""
+
+    def __init__(self, trace: Trace, engine: Engine | None = None) -> None:
+        self.trace = trace
+        self.engine = engine or get_engine(trace.header.engine)
+        self.geometry = trace.header.geometry
+        self.observed = trace.header.observed
+        self.i_size = 0
+        self.requests: dict[int, _Request] = {}  # requests still in flight
+        self.done = 0  # requests finished
+        self.seen = 0  # requests begun
+
+    # -- driving ---------------------------------------------------------------------
+
+    def run(self) -> FileResult:
+        events = self.trace.events
+        try:
+            for e in events:
+                self._event(e)
+            last = events[-1].line if events else 1
+            for r in list(self.requests.values()):
+                try:
+                    self._finish_at_eof(r, last)
+                except ModelUsageError as exc:
+                    raise _Diverged(
+                        last, r.req, "(end of trace)", str(exc), "model contract"
+                    ) from exc
+        except _Diverged as d:
+            div = Divergence(self.trace.path, d.line, d.req, d.says, d.predicts, d.rule)
+            return FileResult(self.trace.path, div, self.seen, len(events))
+        return FileResult(self.trace.path, None, self.seen, len(events))
+
+    def _event(self, e: Event) -> None:
+        ev = e.ev
+        if ev == "file":
+            self.i_size = e.fields["i_size"]
+            return
+        if ev == "begin":
+            request = begin_to_request(e)
+            try:
+                state = self.engine.start(self.geometry, request, self.i_size)
+            except ModelUsageError as exc:
+                raise _Diverged(e.line, e.req, describe_event(e), str(exc), "engine entry") from exc
+            self.requests[e.req] = _Request(e.req, state)
+            self.seen += 1
+            return
+        r = self.requests[e.req]
+        try:
+            if ev == "fault":
+                r.state = self.engine.feed(r.state, Fault(e.fields["at"]))
+            elif ev == "bio_end":
+                self._bio_end(r, e)
+            elif ev in ("map", "invalidate", "writeback"):
+                self._input(r, e)
+            else:
+                self._output(r, e)
+        except ModelUsageError as exc:
+            raise _Diverged(e.line, e.req, describe_event(e), str(exc), "model contract") from exc
+
+    def _step(self, r: _Request) -> Action:
+        r.state, action = self.engine.step(r.state)
+        if isinstance(action, Emit):
+            o = action.output
+            if isinstance(o, Bio):
+                r.nbios += 1
+            elif isinstance(o, Complete):
+                self.i_size = o.i_size
+                r.finished = True
+                # nothing of a finished request is kept: memory stays flat
+                self.done += 1
+                del self.requests[r.req]
+        return action
+
+    def _diverge(self, e: Event, action: Action) -> _Diverged:
+        return _Diverged(
+            e.line, e.req, describe_event(e), describe_action(action), _rule_of(action)
+        )
+
+    def _bio_end(self, r: _Request, e: Event) -> None:
+        index = e.fields["index"]
+        # bios that are not recorded: let the model issue them first
+        while r.nbios <= index and "bio" not in self.observed:
+            action = self._step(r)
+            if isinstance(action, NeedInvalidate):
+                r.state = self.engine.feed(r.state, InvalidateResult(0))
+            elif isinstance(action, NeedWriteback):
+                r.state = self.engine.feed(r.state, WritebackResult(0))
+            elif isinstance(action, NeedCut):
+                r.state = self.engine.feed(r.state, Cut(action.proposal.len))
+            elif isinstance(action, Emit):
+                if output_kind(action.output) in self.observed:
+                    raise self._diverge(e, action)
+            else:
+                raise self._diverge(e, action)
+        r.state = self.engine.feed(r.state, BioEnd(index, e.fields["status"]))
+
+    def _input(self, r: _Request, e: Event) -> None:
+        while True:
+            action = self._step(r)
+            if isinstance(action, NeedInvalidate):
+                ret = e.fields["ret"] if e.ev == "invalidate" else 0  # absent means 0
+                r.state = self.engine.feed(r.state, InvalidateResult(ret))
+                if e.ev == "invalidate":
+                    return
+            elif isinstance(action, NeedWriteback):
+                ret = e.fields["ret"] if e.ev == "writeback" else 0
+                r.state = self.engine.feed(r.state, WritebackResult(ret))
+                if e.ev == "writeback":
+                    return
+            elif isinstance(action, NeedMap) and e.ev == "map":
+                create = e.fields.get("create")
+                if create is not None and action.create is not None and create != action.create:
+                    raise self._diverge(e, action)
+                r.state = self.engine.feed(r.state, event_to_input(e))
+                return
+            elif isinstance(action, NeedCut) and "bio" not in self.observed:
+                r.state = self.engine.feed(r.state, Cut(action.proposal.len))
+            elif isinstance(action, Emit) and output_kind(action.output) not in self.observed:
+                continue
+            else:
+                raise self._diverge(e, action)
+
+    def _output(self, r: _Request, e: Event) -> None:
+        while True:
+            action = self._step(r)
+            if isinstance(action, NeedInvalidate):
+                r.state = self.engine.feed(r.state, InvalidateResult(0))
+            elif isinstance(action, NeedWriteback):
+                r.state = self.engine.feed(r.state, WritebackResult(0))
+            elif isinstance(action, NeedCut):
+                r.state = self.engine.feed(r.state, Cut(self._cut(action, e)))
+            elif isinstance(action, Emit):
+                o = action.output
+                if output_kind(o) not in self.observed:
+                    continue
+                if output_kind(o) != e.ev or _mismatch(o, e):
+                    raise self._diverge(e, action)
+                return
+            elif isinstance(action, Blocked) and e.ev in ("flush", "complete"):
+                # bios with no bio_end line complete now, in submission order, status 0
+                r.state = self.engine.feed(r.state, BioEnd(min(action.outstanding), 0))
+            else:
+                raise self._diverge(e, action)
+
+    def _cut(self, need: NeedCut, e: Event) -> int:
+        """How many bytes the next data bio carries: the recorded cut when it is one
+        the engine could have made, else the model's own (then compared and reported)."""
+        p = need.proposal
+        if e.ev != "bio":
+            if "bio" in self.observed:
+                raise self._diverge(e, need)
+            return p.len
+        f = e.fields
+        n = f["len"]
+        fits = (
+            0 < n <= need.max_len and n % need.align == 0 and (not need.exact or n == need.max_len)
+        )
+        if fits and (f["op"], f["addr"], f["fua"]) == (p.op, p.addr, p.fua):
+            return n
+        return p.len
+
+    def _finish_at_eof(self, r: _Request, line: int) -> None:
+        while not r.finished:
+            action = self._step(r)
+            if isinstance(action, NeedInvalidate):
+                r.state = self.engine.feed(r.state, InvalidateResult(0))
+            elif isinstance(action, NeedWriteback):
+                r.state = self.engine.feed(r.state, WritebackResult(0))
+            elif isinstance(action, NeedCut) and "bio" not in self.observed:
+                r.state = self.engine.feed(r.state, Cut(action.proposal.len))
+            elif isinstance(action, Blocked):
+                r.state = self.engine.feed(r.state, BioEnd(min(action.outstanding), 0))
+            elif isinstance(action, Emit) and output_kind(action.output) not in self.observed:
+                continue
+            else:
+                raise _Diverged(
+                    line, r.req, "(end of trace)", describe_action(action), _rule_of(action)
+                )
+
+
+def replay_trace(trace: Trace) -> FileResult:
+    return Replayer(trace).run()
+
+
+def replay_file(path: str) -> FileResult:
+    """Read, validate and replay one file (raises TraceFormatError when malformed)."""
+    return replay_trace(read_trace(path))
