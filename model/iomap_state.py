@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
+from .evolve import evolve
 from .types import Geometry, Mapping, NeedCut, Output, Request
 
 # dio->flags (public IOMAP_DIO_* and the private ones of direct-io.c)
@@ -98,3 +99,27 @@ class IomapState:
 
 def flag_names(flags: int) -> list[str]:
     return [name for bit, name in FLAG_NAMES.items() if flags & bit]
+
+
+# --------------------------------------------------------------- helpers of the iomap_iter rules
+
+
+def iomap_length(s: IomapState) -> int:
+    # iomap_length(): what is left of the request inside the current mapping
+    assert s.mapping is not None
+    return min(s.len, s.mapping.end - s.pos)
+
+
+def set_status(s: IomapState, status: int, why: str) -> IomapState:
+    return evolve(s, phase=ITER, status=status, loop_why=why if status < 0 else s.loop_why)
+
+
+def iomap_iter_advance(s: IomapState, count: int) -> IomapState:
+    # iomap_iter_advance(): move iter->pos on and shrink iter->len
+    return evolve(s, phase=ITER, status=0, pos=s.pos + count, len=s.len - count)
+
+
+def pinnable(s: IomapState, pos: int, want: int) -> int:
+    # a user-buffer fault: bytes before the first unpinnable byte can still be used
+    buf = pos - s.req.pos
+    return max(0, min(want, s.fault_at - buf))
