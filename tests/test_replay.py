@@ -219,3 +219,18 @@ def test_divergence_names_the_seed_rule():
     assert r.divergence.trace_says == "complete ret=8192"
     assert "ret=5000" in r.divergence.model_predicts
     assert "short read" in r.divergence.rule
+
+
+def test_lines_after_an_unobserved_completion_diverge_cleanly():
+    """observed = [bio]: the model completes request 1 by itself after its bio; a later
+    bio line for it is a divergence, not a crash."""
+    r = replay(
+        {"ev": "file", "i_size": 65536},
+        begin(1, "read", 0, 4096),
+        mapped(1, 0, 65536),
+        bio(1, "read", DEV, 4096),
+        {"ev": "bio_end", "req": 1, "index": 0, "status": 0},
+        mapped(1, 4096, 4096),
+        hdr=header(observed=["bio"]),
+    )
+    assert not r.ok and r.divergence.line == 7

@@ -189,7 +189,6 @@ class Replayer:
         self.observed = trace.header.observed
         self.i_size = 0
         self.requests: dict[int, _Request] = {}  # requests still in flight
-        self.done = 0  # requests finished
         self.seen = 0  # requests begun
 
     # -- driving ---------------------------------------------------------------------
@@ -218,15 +217,16 @@ class Replayer:
             self.i_size = e.fields["i_size"]
             return
         if ev == "begin":
-            request = begin_to_request(e)
             try:
-                state = self.engine.start(self.geometry, request, self.i_size)
-            except ModelUsageError as exc:
+                state = self.engine.start(self.geometry, begin_to_request(e), self.i_size)
+            except (ModelUsageError, ValueError) as exc:
                 raise _Diverged(e.line, e.req, describe_event(e), str(exc), "engine entry") from exc
             self.requests[e.req] = _Request(e.req, state)
             self.seen += 1
             return
-        r = self.requests[e.req]
+        r = self.requests.get(e.req)
+        if r is None:  # the model finished it (its complete is not among the observed)
+            raise _Diverged(e.line, e.req, describe_event(e), "request already complete", "")
         try:
             if ev == "fault":
                 r.state = self.engine.feed(r.state, Fault(e.fields["at"]))
@@ -249,7 +249,6 @@ class Replayer:
                 self.i_size = o.i_size
                 r.finished = True
                 # nothing of a finished request is kept: memory stays flat
-                self.done += 1
                 del self.requests[r.req]
         return action
 
