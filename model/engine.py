@@ -6,8 +6,9 @@ An engine is a module (or object) with three pure functions::
     step(state) -> (State, Action)
     feed(state, input) -> State
 
-``step`` never consumes an input: when it returns a ``Need*`` action the returned state
-is unchanged and the caller must ``feed`` the matching input before stepping again.
+``step`` never consumes an input: when it returns a ``Need*`` action, the returned state
+(which the caller keeps) is waiting for that input, and stepping it again gives the same
+action; the caller must ``feed`` the matching input to make progress.
 ``Emit`` actions have already been applied to the returned state. ``BioEnd`` and
 ``Fault`` inputs may be fed at any point (that is how races are stated); feeding any
 other input the engine did not ask for raises ``ModelUsageError``.
