@@ -252,6 +252,16 @@ class Replayer:
                 del self.requests[r.req]
         return action
 
+    def _default_input(self, r: _Request, action: Action) -> bool:
+        """Answer an invalidation or writeback question with 0 (absent means 0)."""
+        if isinstance(action, NeedInvalidate):
+            r.state = self.engine.feed(r.state, InvalidateResult(0))
+        elif isinstance(action, NeedWriteback):
+            r.state = self.engine.feed(r.state, WritebackResult(0))
+        else:
+            return False
+        return True
+
     def _diverge(self, e: Event, action: Action) -> _Diverged:
         return _Diverged(
             e.line, e.req, describe_event(e), describe_action(action), _rule_of(action)
@@ -262,11 +272,9 @@ class Replayer:
         # bios that are not recorded: let the model issue them first
         while r.nbios <= index and "bio" not in self.observed:
             action = self._step(r)
-            if isinstance(action, NeedInvalidate):
-                r.state = self.engine.feed(r.state, InvalidateResult(0))
-            elif isinstance(action, NeedWriteback):
-                r.state = self.engine.feed(r.state, WritebackResult(0))
-            elif isinstance(action, NeedCut):
+            if self._default_input(r, action):
+                continue
+            if isinstance(action, NeedCut):
                 r.state = self.engine.feed(r.state, Cut(action.proposal.len))
             elif isinstance(action, Emit):
                 if output_kind(action.output) in self.observed:
@@ -304,11 +312,9 @@ class Replayer:
     def _output(self, r: _Request, e: Event) -> None:
         while True:
             action = self._step(r)
-            if isinstance(action, NeedInvalidate):
-                r.state = self.engine.feed(r.state, InvalidateResult(0))
-            elif isinstance(action, NeedWriteback):
-                r.state = self.engine.feed(r.state, WritebackResult(0))
-            elif isinstance(action, NeedCut):
+            if self._default_input(r, action):
+                continue
+            if isinstance(action, NeedCut):
                 r.state = self.engine.feed(r.state, Cut(self._cut(action, e)))
             elif isinstance(action, Emit):
                 o = action.output
@@ -343,11 +349,9 @@ class Replayer:
     def _finish_at_eof(self, r: _Request, line: int) -> None:
         while not r.finished:
             action = self._step(r)
-            if isinstance(action, NeedInvalidate):
-                r.state = self.engine.feed(r.state, InvalidateResult(0))
-            elif isinstance(action, NeedWriteback):
-                r.state = self.engine.feed(r.state, WritebackResult(0))
-            elif isinstance(action, NeedCut) and "bio" not in self.observed:
+            if self._default_input(r, action):
+                continue
+            if isinstance(action, NeedCut) and "bio" not in self.observed:
                 r.state = self.engine.feed(r.state, Cut(action.proposal.len))
             elif isinstance(action, Blocked):
                 r.state = self.engine.feed(r.state, BioEnd(min(action.outstanding), 0))
