@@ -212,6 +212,9 @@ def feed(s: IomapState, inp: Input) -> IomapState:
     if isinstance(inp, BioEnd):
         return iomap_dio_bio_end_io(s, inp.index, inp.status)
     if isinstance(inp, Fault):
+        if s.flags & BUF_WRITETHROUGH:
+            # RFC writethrough: the iterator is a bvec over a locked folio, never user memory
+            raise ModelUsageError("a BUF_WRITETHROUGH request has no user buffer to fault")
         # a user-buffer page that cannot be pinned (no-fault iterator)
         return evolve(s, fault_at=min(s.fault_at, inp.at))
     expected = {

@@ -13,6 +13,7 @@ from .iomap_state import (
     BIO_NEXT,
     BIO_OUT,
     BIO_TAIL,
+    BUF_WRITETHROUGH,
     COMP_WORK,
     COW,
     FSBLOCK_ALIGNED,
@@ -124,6 +125,10 @@ def _submit(
 
 
 def _default_cut(s: IomapState, pos: int, avail: int) -> int:
+    if s.flags & BUF_WRITETHROUGH:
+        # RFC writethrough passes a bvec iterator over the folio; bio_iov_iter_get_pages
+        # hands a bvec iterator to bio_iov_bvec_set whole: one bio for the extent
+        return avail
     # bio_iov_vecs_to_alloc / BIO_MAX_VECS: one bio carries at most 256 pages of a
     # page-aligned user buffer (the first one possibly partial)
     page = s.geo.page_size

@@ -424,3 +424,16 @@ def test_model_states_are_immutable():
     with pytest.raises(AttributeError):
         s0.pos = 5  # type: ignore[misc]
     assert s0.phase == "start" and s1 is not s0
+
+
+def test_buf_writethrough_bio_is_the_whole_extent_and_cannot_fault():
+    """RFC writethrough hands iomap_dio_rw a bvec iterator over the folio: bio_iov_iter_
+    get_pages -> bio_iov_bvec_set takes it whole (no 256-page cut), and a kernel page
+    list has no user memory that could fault. 2 MiB in one MAPPED extent -> one bio."""
+    req = Request("write", 0, 2 * MIB, dio={"BUF_WRITETHROUGH"}, sync=False)
+    r = Runner(ENGINE, GEO, req, 4 * MIB, [mapped(0, 4 * MIB)])
+    with pytest.raises(ModelUsageError, match="no user buffer"):
+        r.feed(Fault(4096))
+    out = r.finish()
+    assert [(b.addr - DEV, b.len) for b in bios(out)] == [(0, 2 * MIB)]
+    assert complete(out).ret == 2 * MIB
