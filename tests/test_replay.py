@@ -234,3 +234,18 @@ def test_lines_after_an_unobserved_completion_diverge_cleanly():
         hdr=header(observed=["bio"]),
     )
     assert not r.ok and r.divergence.line == 7
+
+
+def test_a_begin_may_narrow_what_is_observed_for_its_request():
+    """begin.observed: the kernel shows no result for __iomap_dio_rw's early exits; the
+    request is replayed to its end without comparing complete, but a model that would
+    ask for a mapping (no early exit) still diverges at the end of the trace."""
+    eof_read = begin(1, "read", 8192, 4096)
+    eof_read["observed"] = ["bio"]
+    assert replay({"ev": "file", "i_size": 4096}, eof_read).ok
+    r = replay({"ev": "file", "i_size": 65536}, eof_read)  # not at EOF: it maps
+    assert not r.ok and "asks for a mapping" in r.divergence.model_predicts
+    bad = dict(eof_read)
+    bad["observed"] = ["bio", "complete"]
+    r = replay({"ev": "file", "i_size": 4096}, bad, done(1, 0))
+    assert r.ok

@@ -340,7 +340,7 @@ BAD: list[tuple[str, list[str | bytes], int, str]] = [
      'unknown field "req" in "file" event (allowed: i_size)'),
     ("unknown field", [header(), READ.replace('"len"', '"lenght"')], 2,
      'unknown field "lenght" in "begin" event (allowed: op, pos, len, done_before, iocb, dio, '
-     "sync, cached_pages)"),
+     "sync, cached_pages, observed)"),
     ("missing field", [header(), READ.replace(', "dio": []', "")], 2,
      'missing required field "dio" in "begin" event'),
     ("float", [header(), begin(pos=1.5)], 2,

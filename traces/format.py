@@ -240,6 +240,7 @@ def _make_event(number: int, obj: dict[str, Any], header: Header) -> Event:
 class _Request:
     op: str
     begin: int  # line numbers
+    observed: frozenset[str]
     bios: int = 0
     ended: dict[int, int] = attrs.Factory(dict)  # bio index -> bio_end line
     first_io: int | None = None  # first map or bio
@@ -262,7 +263,14 @@ class _Requests:
         if ev == "begin":
             if r is not None:
                 raise Problem(f'duplicate "begin" for req {req} (first on line {r.begin})')
-            self.by_req[req] = _Request(event.fields["op"], line)
+            observed = frozenset(event.fields.get("observed", header.observed))
+            if not observed <= header.observed:
+                extra = sorted(observed - header.observed)
+                raise Problem(
+                    f'field "observed" of req {req} lists {extra}, which the header\'s '
+                    "observed list does not include"
+                )
+            self.by_req[req] = _Request(event.fields["op"], line, observed)
             return
         if r is None:
             raise Problem(f'"{ev}" event for req {req} before its "begin"')
@@ -270,6 +278,11 @@ class _Requests:
             if ev == "complete":
                 raise Problem(f'duplicate "complete" for req {req} (first on line {r.complete})')
             raise Problem(f'"{ev}" event for req {req} after its "complete" (line {r.complete})')
+        if ev in OUTPUT_KINDS and ev not in r.observed:
+            raise Problem(
+                f'"{ev}" event recorded for req {req} but its begin\'s observed list '
+                "does not include it"
+            )
         if ev in ("invalidate", "writeback"):
             self._check_pre_io(ev, req, r, "write" if ev == "invalidate" else "read")
             setattr(r, ev, line)

@@ -5,7 +5,8 @@ the engine asks for them (``invalidate``/``writeback`` default to 0 when absent)
 ``bio_end`` or ``fault`` takes effect exactly at its position, and bios without a
 ``bio_end`` complete with status 0, in submission order, when the replay reaches their
 request's ``complete`` line (or the end of the file). Outputs are compared in order, per
-request; kinds missing from the header's ``observed`` list are not compared.
+request; kinds missing from the header's ``observed`` list (or a begin's own ``observed``
+list, which narrows it) are not compared.
 """
 
 from __future__ import annotations
@@ -170,11 +171,12 @@ def _mismatch(o: Output, e: Event) -> bool:
 class _Request:
     """Replay bookkeeping of one request."""
 
-    __slots__ = ("finished", "nbios", "req", "state")
+    __slots__ = ("finished", "nbios", "observed", "req", "state")
 
-    def __init__(self, req: int, state: Any) -> None:
+    def __init__(self, req: int, state: Any, observed: frozenset[str]) -> None:
         self.req = req
         self.state = state
+        self.observed = observed  # output kinds recorded for this request
         self.nbios = 0  # bios the model has emitted
         self.finished = False
 
@@ -221,7 +223,8 @@ class Replayer:
                 state = self.engine.start(self.geometry, begin_to_request(e), self.i_size)
             except (ModelUsageError, ValueError) as exc:
                 raise _Diverged(e.line, e.req, describe_event(e), str(exc), "engine entry") from exc
-            self.requests[e.req] = _Request(e.req, state)
+            observed = frozenset(e.fields.get("observed", self.observed))
+            self.requests[e.req] = _Request(e.req, state, observed)
             self.seen += 1
             return
         r = self.requests.get(e.req)
@@ -270,14 +273,14 @@ class Replayer:
     def _bio_end(self, r: _Request, e: Event) -> None:
         index = e.fields["index"]
         # bios that are not recorded: let the model issue them first
-        while r.nbios <= index and "bio" not in self.observed:
+        while r.nbios <= index and "bio" not in r.observed:
             action = self._step(r)
             if self._default_input(r, action):
                 continue
             if isinstance(action, NeedCut):
                 r.state = self.engine.feed(r.state, Cut(action.proposal.len))
             elif isinstance(action, Emit):
-                if output_kind(action.output) in self.observed:
+                if output_kind(action.output) in r.observed:
                     raise self._diverge(e, action)
             else:
                 raise self._diverge(e, action)
@@ -302,9 +305,9 @@ class Replayer:
                     raise self._diverge(e, action)
                 r.state = self.engine.feed(r.state, event_to_input(e))
                 return
-            elif isinstance(action, NeedCut) and "bio" not in self.observed:
+            elif isinstance(action, NeedCut) and "bio" not in r.observed:
                 r.state = self.engine.feed(r.state, Cut(action.proposal.len))
-            elif isinstance(action, Emit) and output_kind(action.output) not in self.observed:
+            elif isinstance(action, Emit) and output_kind(action.output) not in r.observed:
                 continue
             else:
                 raise self._diverge(e, action)
@@ -315,10 +318,10 @@ class Replayer:
             if self._default_input(r, action):
                 continue
             if isinstance(action, NeedCut):
-                r.state = self.engine.feed(r.state, Cut(self._cut(action, e)))
+                r.state = self.engine.feed(r.state, Cut(self._cut(r, action, e)))
             elif isinstance(action, Emit):
                 o = action.output
-                if output_kind(o) not in self.observed:
+                if output_kind(o) not in r.observed:
                     continue
                 if output_kind(o) != e.ev or _mismatch(o, e):
                     raise self._diverge(e, action)
@@ -329,12 +332,12 @@ class Replayer:
             else:
                 raise self._diverge(e, action)
 
-    def _cut(self, need: NeedCut, e: Event) -> int:
+    def _cut(self, r: _Request, need: NeedCut, e: Event) -> int:
         """How many bytes the next data bio carries: the recorded cut when it is one
         the engine could have made, else the model's own (then compared and reported)."""
         p = need.proposal
         if e.ev != "bio":
-            if "bio" in self.observed:
+            if "bio" in r.observed:
                 raise self._diverge(e, need)
             return p.len
         f = e.fields
@@ -351,11 +354,11 @@ class Replayer:
             action = self._step(r)
             if self._default_input(r, action):
                 continue
-            if isinstance(action, NeedCut) and "bio" not in self.observed:
+            if isinstance(action, NeedCut) and "bio" not in r.observed:
                 r.state = self.engine.feed(r.state, Cut(action.proposal.len))
             elif isinstance(action, Blocked):
                 r.state = self.engine.feed(r.state, BioEnd(min(action.outstanding), 0))
-            elif isinstance(action, Emit) and output_kind(action.output) not in self.observed:
+            elif isinstance(action, Emit) and output_kind(action.output) not in r.observed:
                 continue
             else:
                 raise _Diverged(

@@ -110,6 +110,18 @@ def address_or_null(name: str, value: Any, engine: str) -> None:
         raise Problem(f'field "{name}" must be a non-negative integer or null, got {show(value)}')
 
 
+def kind_list(name: str, value: Any, _engine: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise Problem(f'field "{name}" must be a list of output kinds, got {show(value)}')
+    for i, kind in enumerate(value):
+        if kind not in OUTPUT_KINDS:
+            raise Problem(
+                f'field "{name}": unknown output kind "{kind}" (known: {_names(OUTPUT_ORDER)})'
+            )
+        if kind in value[:i]:
+            raise Problem(f'field "{name}": duplicate output kind "{kind}"')
+
+
 def one_of(*choices: str) -> Check:
     def check(name: str, value: Any, _engine: str) -> None:
         if value not in choices or not isinstance(value, str):
@@ -171,6 +183,9 @@ EVENT_FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
         "sync": FieldSpec(boolean, required=True),
         "cached_pages": FieldSpec(boolean),
+        # dioconf extension: the output kinds recorded for this request (narrows the
+        # header's list; e.g. the kernel shows no result for __iomap_dio_rw early exits)
+        "observed": FieldSpec(kind_list),
     },
     "invalidate": {"ret": FieldSpec(status, required=True)},
     "writeback": {"ret": FieldSpec(status, required=True)},

@@ -1,0 +1,131 @@
+"""Parse the text tracefs prints for the iomap and block events we record.
+
+Formats are those of Linux 6.18 (``events/iomap/*/format``, ``block_bio_queue``); a
+line that names one of our events but does not match its format is an error, not
+silently skipped, so that a kernel whose format changed is noticed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from attrs import frozen
+
+NULL_ADDR = (1 << 64) - 1  # IOMAP_NULL_ADDR, printed for holes
+
+LINE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
+)
+H = "0x([0-9a-f]+)"
+DEV = r"dev (\d+):(\d+) ino " + H
+FORMATS = {
+    "iomap_dio_rw_begin": re.compile(
+        DEV + rf" size {H} offset {H} length {H} done_before {H} flags (\S*) "
+        r"dio_flags (\S*) aio (\d+)$"
+    ),
+    "iomap_iter": re.compile(DEV + rf" pos {H} length {H} status (-?\d+) flags (\S*) \(0x"),
+    "iomap_iter_dstmap": re.compile(
+        DEV + rf" bdev (\d+):(\d+) addr {H} offset {H} length {H} type (\w+) \(0x[0-9a-f]+\) "
+        r"flags (\S*) \(0x[0-9a-f]+\)$"
+    ),
+    "iomap_dio_complete": re.compile(
+        DEV + rf" size {H} offset {H} flags (\S*) aio (\d+) error (-?\d+) ret (-?\d+)$"
+    ),
+    "iomap_dio_rw_queued": re.compile(DEV + rf" size {H} offset {H} length {H}$"),
+    "iomap_dio_invalidate_fail": re.compile(DEV + rf" size {H} offset {H} length {H}$"),
+    "block_bio_queue": re.compile(r"^(\d+),(\d+) (\S+) (\d+) \+ (\d+) \[(.*)\]$"),
+}
+
+
+@frozen
+class Record:
+    line: int  # line number in the tracefs text
+    ts: float
+    pid: int
+    comm: str
+    event: str
+    f: dict[str, Any]
+
+
+def _flags(text: str) -> frozenset[str]:
+    return frozenset(t for t in text.split("|") if t)
+
+
+def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
+    g = m.groups()
+    if event == "block_bio_queue":
+        return {
+            "dev": (int(g[0]), int(g[1])),
+            "rwbs": g[2],
+            "sector": int(g[3]),
+            "sectors": int(g[4]),
+        }
+    base = {"dev": (int(g[0]), int(g[1])), "ino": int(g[2], 16)}
+    rest = g[3:]
+    if event == "iomap_dio_rw_begin":
+        keys = ("size", "offset", "length", "done_before")
+        base.update({k: int(v, 16) for k, v in zip(keys, rest[:4], strict=True)})
+        base.update(flags=_flags(rest[4]), dio_flags=_flags(rest[5]), aio=rest[6] == "1")
+    elif event == "iomap_iter":
+        base.update(pos=int(rest[0], 16), status=int(rest[2]), flags=_flags(rest[3]))
+    elif event == "iomap_iter_dstmap":
+        addr = int(rest[2], 16)
+        base.update(
+            addr=None if addr == NULL_ADDR else addr,
+            offset=int(rest[3], 16),
+            length=int(rest[4], 16),
+            type=rest[5],
+            flags=_flags(rest[6]),
+        )
+    elif event == "iomap_dio_complete":
+        base.update(
+            size=int(rest[0], 16),
+            offset=int(rest[1], 16),
+            flags=_flags(rest[2]),
+            aio=rest[3] == "1",
+            error=int(rest[4]),
+            ret=int(rest[5]),
+        )
+    else:  # range events
+        base.update(size=int(rest[0], 16), offset=int(rest[1], 16), length=int(rest[2], 16))
+    return base
+
+
+class TraceTextError(ValueError):
+    pass
+
+
+def parse_records(lines: Iterable[str]) -> Iterator[Record]:
+    """Records of the events in FORMATS; comments and other events are skipped."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = LINE.match(line)
+        if not m:
+            raise TraceTextError(f"tracefs line {n}: unrecognised line: {line.strip()!r}")
+        event = m["event"]
+        fmt = FORMATS.get(event)
+        if fmt is None:
+            continue
+        body = fmt.search(m["body"]) if event != "block_bio_queue" else fmt.match(m["body"])
+        if body is None:
+            raise TraceTextError(f"tracefs line {n}: {event} in an unknown format: {m['body']!r}")
+        yield Record(n, float(m["ts"]), int(m["pid"]), m["comm"], event, _fields(event, body))
+
+
+def rwbs(text: str) -> dict[str, bool | str]:
+    """Decode block layer rwbs: leading F = PREFLUSH, op letter, then F = FUA, S, M..."""
+    preflush = text.startswith("F")
+    rest = text[1:] if preflush else text
+    op = rest[:1]
+    tail = rest[1:]
+    return {
+        "preflush": preflush,
+        "op": {"R": "read", "W": "write", "D": "discard", "N": "none"}.get(op, op),
+        "fua": "F" in tail,
+        "meta": "M" in tail,
+        "sync": "S" in tail,
+    }
