@@ -37,6 +37,8 @@ FORMATS = {
     "iomap_dio_rw_queued": re.compile(DEV + rf" size {H} offset {H} length {H}$"),
     "iomap_dio_invalidate_fail": re.compile(DEV + rf" size {H} offset {H} length {H}$"),
     "block_bio_queue": re.compile(r"^(\d+),(\d+) (\S+) (\d+) \+ (\d+) \[(.*)\]$"),
+    # lines the workload writes to trace_marker before each syscall
+    "tracing_mark_write": re.compile(r"^dioconf: (\w+) (\S+) (\d+) (\d+) (\S*)$"),
 }
 
 
@@ -56,6 +58,9 @@ def _flags(text: str) -> frozenset[str]:
 
 def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
     g = m.groups()
+    if event == "tracing_mark_write":
+        return {"op": g[0], "file": g[1], "pos": int(g[2]), "len": int(g[3]),
+                "flags": _flags(g[4])}  # fmt: skip
     if event == "block_bio_queue":
         return {
             "dev": (int(g[0]), int(g[1])),
@@ -110,7 +115,9 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
         fmt = FORMATS.get(event)
         if fmt is None:
             continue
-        body = fmt.search(m["body"]) if event != "block_bio_queue" else fmt.match(m["body"])
+        body = fmt.search(m["body"]) if event.startswith("iomap") else fmt.match(m["body"])
+        if body is None and event == "tracing_mark_write":
+            continue  # somebody else's marker
         if body is None:
             raise TraceTextError(f"tracefs line {n}: {event} in an unknown format: {m['body']!r}")
         yield Record(n, float(m["ts"]), int(m["pid"]), m["comm"], event, _fields(event, body))

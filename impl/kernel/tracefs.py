@@ -72,6 +72,10 @@ class TraceSession:
     def __init__(self, inst: Path) -> None:
         self.inst = inst
 
+    def mark(self, text: str) -> None:
+        """A line in the recording, in the writer's context (trace_marker)."""
+        (self.inst / "trace_marker").write_text(text)
+
     def clear(self) -> None:
         (self.inst / "trace").write_text("")
 

@@ -1,0 +1,265 @@
+"""Turn recorded tracefs events of one file into v1 trace events.
+
+No model reasoning happens here: every trace line stands for a kernel event, except
+two inferences that only read the iomap_iter events:
+- ``map`` with ``error``: ``iomap_iter`` called ``->iomap_begin`` (it was not the final
+  call: the previous status was 0, the request had bytes left and the position had
+  advanced) and no ``iomap_iter_dstmap`` followed. The errno is the one the request
+  completed with, or -ENOTBLK when it completed without error (iomap turns -ENOTBLK
+  into a short count);
+- a request with no ``iomap_dio_complete`` and no ``iomap_dio_rw_queued`` returned early
+  from ``__iomap_dio_rw`` (nothing is traced there): its ``begin`` gets an
+  ``observed`` list without ``complete``. If it is a NOWAIT request that never reached
+  ``iomap_iter``, no ``invalidate_fail`` was traced and OVERWRITE_ONLY does not explain
+  it, the untraced cause is the only one left: the page cache holds the range, and
+  ``kiocb_invalidate_pages`` (writes) or ``kiocb_write_and_wait`` (reads) returned
+  -EAGAIN; an ``invalidate``/``writeback`` line with -11 says so;
+- the direction of a request: ``pwritev`` does not set IOCB_WRITE, so it comes from
+  the ``iomap_iter`` flags (WRITE), an ``invalidate_fail`` (writes only), or the
+  workload's ``trace_marker`` line before the syscall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from attrs import define, field
+
+from .parse import Record, rwbs
+
+EAGAIN = -11
+ENOTBLK = -15
+EBUSY = -16
+IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC", "HIPRI")
+DIO_FLAGS = {"DIO_FORCE_WAIT": "FORCE_WAIT", "DIO_OVERWRITE_ONLY": "OVERWRITE_ONLY",
+             "DIO_PARTIAL": "PARTIAL"}  # fmt: skip
+MAP_FLAGS = ("NEW", "SHARED", "DIRTY", "ATOMIC_BIO")  # the others do not drive the engine
+
+
+@define
+class _Req:
+    req: int
+    pid: int
+    pos: int
+    len: int
+    begin: dict[str, Any]
+    events: list[dict[str, Any]] = field(factory=list)
+    iters: list[tuple[int, int]] = field(factory=list)  # (pos, status) of iomap_iter
+    asked: bool = False  # the last iomap_iter called ->iomap_begin, no dstmap yet
+    map_errors: list[dict[str, Any]] = field(factory=list)
+    invalidated: bool = False  # an invalidate_fail was traced
+    queued: bool = False
+    done: bool = False
+
+
+def _iocb(flags: frozenset[str]) -> list[str]:
+    out = [f for f in IOCB_FLAGS if f in flags]
+    if "SYNC" in out and "DSYNC" not in out:
+        out.insert(0, "DSYNC")
+    return out
+
+
+class Converter:
+    """Feed records in time order with ``add``; ``events()`` gives the v1 events."""
+
+    def __init__(self, ino: int, loop_dev: tuple[int, int]) -> None:
+        self.ino = ino
+        self.loop_dev = loop_dev
+        self.reqs: list[_Req] = []
+        self.open: dict[int, _Req] = {}  # pid -> request being submitted
+        self.queued: list[_Req] = []  # async requests waiting for completion
+        self.unmatched: list[Record] = []  # completions of requests not recorded
+        self.out: list[tuple[_Req | None, dict[str, Any]]] = []
+        self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
+        self._size: dict[int, int] = {}  # req -> i_size at entry
+
+    # -- records ---------------------------------------------------------------------
+
+    def add(self, rec: Record) -> None:
+        if rec.event == "block_bio_queue":
+            self._bio(rec)
+            return
+        if rec.event == "tracing_mark_write":
+            self.marks[rec.pid] = rec.f
+            return
+        if rec.f.get("ino") != self.ino:
+            return
+        handler = getattr(self, "_" + rec.event.removeprefix("iomap_"))
+        handler(rec)
+
+    def _emit(self, r: _Req | None, ev: dict[str, Any]) -> None:
+        self.out.append((r, ev))
+        if r is not None:
+            r.events.append(ev)
+
+    def _dio_rw_begin(self, rec: Record) -> None:
+        prev = self.open.pop(rec.pid, None)
+        if prev is not None:
+            self._close_early(prev)
+        f = rec.f
+        r = _Req(len(self.reqs) + 1, rec.pid, f["offset"], f["length"], {})
+        r.begin = {
+            "ev": "begin",
+            "req": r.req,
+            "op": self._op(rec),
+            "pos": f["offset"],
+            "len": f["length"],
+            "done_before": f["done_before"],
+            "iocb": _iocb(f["flags"]),
+            "dio": [DIO_FLAGS[d] for d in sorted(f["dio_flags"]) if d in DIO_FLAGS],
+            "sync": not f["aio"],
+        }
+        self.reqs.append(r)
+        self.open[rec.pid] = r
+        self._size[r.req] = f["size"]
+        self._emit(None, {"ev": "file", "i_size": f["size"]})
+        self._emit(r, r.begin)
+
+    def _op(self, rec: Record) -> str:
+        if "WRITE" in rec.f["flags"]:  # aio/io_uring set IOCB_WRITE
+            return "write"
+        mark = self.marks.pop(rec.pid, None)
+        if mark is not None:
+            return "write" if "write" in mark["op"] else "read"
+        return "?"  # decided by iomap_iter's flags or invalidate_fail
+
+    def _iter(self, rec: Record) -> None:
+        r = self.open.get(rec.pid)
+        if r is None:
+            return
+        r.begin["op"] = "write" if "WRITE" in rec.f["flags"] else "read"
+        self._iomap_begin_failed(r)
+        pos, status = rec.f["pos"], rec.f["status"]
+        left = r.pos + r.len - pos
+        # iomap_iter: the first call maps; later calls map only after progress
+        final = bool(r.iters) and (status < 0 or left <= 0 or pos == r.iters[-1][0])
+        r.iters.append((pos, status))
+        r.asked = not final
+
+    def _iomap_begin_failed(self, r: _Req) -> None:
+        if r.asked:  # ->iomap_begin was called and produced no mapping
+            ev = {"ev": "map", "req": r.req, "error": ENOTBLK}
+            r.map_errors.append(ev)
+            self._emit(r, ev)
+            r.asked = False
+
+    def _iter_dstmap(self, rec: Record) -> None:
+        r = self.open.get(rec.pid)
+        if r is None:
+            return
+        f = rec.f
+        r.asked = False
+        self._emit(
+            r,
+            {
+                "ev": "map",
+                "req": r.req,
+                "offset": f["offset"],
+                "length": f["length"],
+                "type": f["type"],
+                "flags": [m for m in MAP_FLAGS if m in f["flags"]],
+                "addr": f["addr"],
+            },
+        )
+
+    def _dio_invalidate_fail(self, rec: Record) -> None:
+        r = self.open.get(rec.pid)
+        if r is not None:  # the tracepoint fires for any error but -EAGAIN
+            r.begin["op"] = "write"
+            r.invalidated = True
+            self._emit(r, {"ev": "invalidate", "req": r.req, "ret": EBUSY})
+
+    def _bio(self, rec: Record) -> None:
+        r = self.open.get(rec.pid)
+        f = rec.f
+        if r is None or f["dev"] != self.loop_dev or not f["sectors"]:
+            return
+        b = rwbs(f["rwbs"])
+        if b["meta"] or b["op"] not in ("read", "write"):
+            return  # the filesystem's own metadata I/O during the request
+        self._emit(
+            r,
+            {
+                "ev": "bio",
+                "req": r.req,
+                "op": b["op"],
+                "addr": f["sector"] * 512,
+                "len": f["sectors"] * 512,
+                "fua": b["fua"],
+            },
+        )
+
+    def _dio_rw_queued(self, rec: Record) -> None:
+        r = self.open.pop(rec.pid, None)
+        if r is None:
+            return
+        self._iomap_begin_failed(r)
+        r.queued = True
+        self.queued.append(r)
+        self._emit(r, {"ev": "queued", "req": r.req})
+
+    def _dio_complete(self, rec: Record) -> None:
+        f = rec.f
+        r = self.open.get(rec.pid)
+        if r is not None and r.pos <= f["offset"] <= r.pos + r.len:
+            del self.open[rec.pid]  # completed by its submitter (sync, or not queued)
+        else:
+            # an async completion runs in any context (an interrupted task's pid, a
+            # kworker): the oldest queued request whose range holds the new ki_pos
+            cands = [q for q in self.queued if q.pos <= f["offset"] <= q.pos + q.len]
+            if not cands:
+                self.unmatched.append(rec)
+                return
+            r = cands[0]
+            self.queued.remove(r)
+        self._iomap_begin_failed(r)
+        for ev in r.map_errors:  # the errno is known now
+            ev["error"] = f["error"] or ENOTBLK
+        r.done = True
+        self._emit(
+            r,
+            {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
+             "i_size": f["size"]},
+        )  # fmt: skip
+
+    def _close_early(self, r: _Req) -> None:
+        """__iomap_dio_rw returned before iterating: no result is traced."""
+        self._iomap_begin_failed(r)
+        if r.done or r.queued:
+            return
+        r.begin["observed"] = ["bio", "queued"]
+        b = r.begin
+        if r.iters or r.invalidated or "NOWAIT" not in b["iocb"] or b["op"] == "?":
+            return
+        size = self._size[r.req]
+        if b["op"] == "read" and b["pos"] < size:
+            self._insert_after_begin(r, {"ev": "writeback", "req": r.req, "ret": EAGAIN})
+        overwrite_only = "OVERWRITE_ONLY" in b["dio"] and b["pos"] + b["len"] > size
+        if b["op"] == "write" and not overwrite_only:
+            self._insert_after_begin(r, {"ev": "invalidate", "req": r.req, "ret": EAGAIN})
+
+    def _insert_after_begin(self, r: _Req, ev: dict[str, Any]) -> None:
+        i = next(i for i, (_, e) in enumerate(self.out) if e is r.begin)
+        self.out.insert(i + 1, (r, ev))
+
+    # -- result ----------------------------------------------------------------------
+
+    def events(self) -> list[dict[str, Any]]:
+        for r in list(self.open.values()):
+            self._close_early(r)
+        self.open.clear()
+        for r in self.reqs:
+            if r.begin["op"] == "?":
+                raise ValueError(
+                    f"cannot tell whether request {r.req} (pos {r.pos}, len {r.len}) read "
+                    "or wrote: it returned before iomap_iter and left no marker"
+                )
+        return [ev for _, ev in self.out]
+
+
+def convert(records: Iterable[Record], ino: int, loop_dev: tuple[int, int]) -> list[dict]:
+    c = Converter(ino, loop_dev)
+    for rec in records:
+        c.add(rec)
+    return c.events()

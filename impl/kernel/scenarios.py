@@ -1,0 +1,152 @@
+"""Built-in workloads for ``dioconf record``: one file each, one trace each.
+
+Each scenario's docstring becomes the trace's note. Expected syscall results are what
+a user of O_DIRECT is promised (byte counts, errno), not what the model predicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import frozen
+
+from .workload import Workload
+
+KIB, MIB = 1024, 1 << 20
+F = "f"
+
+
+@frozen
+class Scenario:
+    name: str
+    run: Callable[[Workload], None]
+    write_cache: bool | None = None  # loop device write cache for this scenario
+    filesystems: tuple[str, ...] = ("ext4", "xfs", "btrfs")
+
+    @property
+    def note(self) -> str:
+        return " ".join((self.run.__doc__ or self.name).split())
+
+
+def aligned_rw(w: Workload) -> None:
+    """Aligned O_DIRECT reads and overwrites of a file written through the page cache."""
+    w.buffered_write(F, 0, 64 * KIB)
+    w.pread(F, 4 * KIB, 8 * KIB, expect=8 * KIB)
+    w.pwrite(F, 16 * KIB, 8 * KIB, expect=8 * KIB)
+    w.pread(F, 0, 64 * KIB, expect=64 * KIB)
+
+
+def short_read_eof(w: Workload) -> None:
+    """Short reads at i_size: a read crossing EOF returns i_size - pos; reads at and
+    after EOF return 0."""
+    w.buffered_write(F, 0, 10000)
+    w.pread(F, 0, 16 * KIB, expect=10000)
+    w.pread(F, 8 * KIB, 8 * KIB, expect=10000 - 8 * KIB)
+    w.pread(F, 12 * KIB, 4 * KIB, expect=0)
+    w.pread(F, 1 * MIB, 4 * KIB, expect=0)
+
+
+def holes(w: Workload) -> None:
+    """Reads of a sparse file: holes read as zeros without I/O; data around them."""
+    w.truncate(F, 1 * MIB)
+    w.buffered_write(F, 256 * KIB, 8 * KIB)
+    w.pread(F, 0, 64 * KIB, expect=64 * KIB)
+    w.pread(F, 248 * KIB, 24 * KIB, expect=24 * KIB)
+
+
+def unwritten(w: Workload) -> None:
+    """fallocate'd (unwritten) extents: reads return zeros; writes convert them."""
+    w.fallocate(F, 0, 256 * KIB)
+    w.pread(F, 0, 16 * KIB, expect=16 * KIB)
+    w.pwrite(F, 4 * KIB, 8 * KIB, expect=8 * KIB)
+    w.pread(F, 0, 16 * KIB, expect=16 * KIB)
+
+
+def subblock_writes(w: Workload) -> None:
+    """Sub-block (512-byte) writes into a new block, an unwritten block and a written
+    block; the rest of each block must read back as zeros or old data."""
+    w.pwrite(F, 0, 512, expect=512)
+    w.fallocate(F, 64 * KIB, 64 * KIB)
+    w.pwrite(F, 64 * KIB + 512, 1024, expect=1024)
+    w.buffered_write(F, 128 * KIB, 8 * KIB)
+    w.pwrite(F, 128 * KIB + 1024, 512, expect=512)
+    w.pread(F, 64 * KIB, 4 * KIB, expect=4 * KIB)
+
+
+def extending_writes(w: Workload) -> None:
+    """Writes that extend i_size, aligned and ending inside a block."""
+    w.buffered_write(F, 0, 8 * KIB)
+    w.pwrite(F, 8 * KIB, 8 * KIB, expect=8 * KIB)
+    w.pwrite(F, 16 * KIB, 1536, expect=1536)
+    w.pread(F, 0, 32 * KIB, expect=16 * KIB + 1536)
+
+
+def dsync_cache_on(w: Workload) -> None:
+    """O_DSYNC and O_SYNC writes with the loop device's volatile write cache on: no FUA
+    (the loop device has none), so completion must flush."""
+    w.buffered_write(F, 0, 64 * KIB)
+    w.pwrite(F, 0, 4 * KIB, flags=("DSYNC",), expect=4 * KIB)
+    w.pwrite(F, 8 * KIB, 4 * KIB, flags=("SYNC",), expect=4 * KIB)
+    w.pwrite(F, 60 * KIB, 8 * KIB, flags=("DSYNC",), expect=8 * KIB)
+
+
+def dsync_cache_off(w: Workload) -> None:
+    """O_DSYNC writes with the loop device's write cache off: iomap may write through
+    with FUA; the block layer drops REQ_FUA for a device without a volatile cache."""
+    w.buffered_write(F, 0, 64 * KIB)
+    w.pwrite(F, 0, 4 * KIB, flags=("DSYNC",), expect=4 * KIB)
+    w.pwrite(F, 8 * KIB, 4 * KIB, flags=("SYNC",), expect=4 * KIB)
+
+
+def nowait(w: Workload) -> None:
+    """RWF_NOWAIT: while the page cache holds the range (after a buffered write) a
+    NOWAIT write cannot invalidate it without waiting and fails with EAGAIN; once the
+    cache is dropped an overwrite of allocated blocks goes ahead, and a write that
+    needs allocation fails with EAGAIN."""
+    w.buffered_write(F, 0, 64 * KIB)
+    w.pwrite(F, 0, 4 * KIB, flags=("NOWAIT",), expect="EAGAIN")
+    w.drop_caches(F)
+    w.pwrite(F, 0, 4 * KIB, flags=("NOWAIT",), expect=4 * KIB)
+    w.pwrite(F, 1 * MIB, 4 * KIB, flags=("NOWAIT",), expect="EAGAIN")
+    w.pread(F, 0, 4 * KIB, flags=("NOWAIT",), expect=4 * KIB)
+
+
+def misaligned(w: Workload) -> None:
+    """Requests not aligned to the logical block size fail with EINVAL (whether the
+    filesystem checks first or iomap_dio_bio_iter does)."""
+    w.buffered_write(F, 0, 64 * KIB)
+    w.pread(F, 100, 4 * KIB, expect="EINVAL")
+    w.pwrite(F, 4 * KIB, 1000, expect="EINVAL")
+
+
+def large_io(w: Workload) -> None:
+    """A 4 MiB write and read: several bios (at most 256 pages each from 4 KiB pages)."""
+    w.pwrite(F, 0, 4 * MIB, expect=4 * MIB)
+    w.pread(F, 0, 4 * MIB, expect=4 * MIB)
+
+
+def reflink_cow(w: Workload) -> None:
+    """A reflinked (shared) file: an O_DIRECT overwrite must copy on write (SHARED)."""
+    w.buffered_write("src", 0, 64 * KIB)
+    w.reflink("src", F)
+    w.pwrite(F, 8 * KIB, 8 * KIB, expect=8 * KIB)
+    w.pread(F, 0, 32 * KIB, expect=32 * KIB)
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("aligned-rw", aligned_rw),
+        Scenario("short-read-eof", short_read_eof),
+        Scenario("holes", holes),
+        Scenario("unwritten", unwritten),
+        Scenario("subblock-writes", subblock_writes),
+        Scenario("extending-writes", extending_writes),
+        Scenario("dsync-cache-on", dsync_cache_on, write_cache=True),
+        Scenario("dsync-cache-off", dsync_cache_off, write_cache=False),
+        Scenario("nowait", nowait),
+        Scenario("misaligned", misaligned),
+        Scenario("large-io", large_io),
+        Scenario("reflink-cow", reflink_cow, filesystems=("xfs", "btrfs")),
+    )
+}

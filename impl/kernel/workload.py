@@ -1,0 +1,248 @@
+"""What a recorded workload can do, with syscall-level checks.
+
+Every O_DIRECT call goes through ``Workload``: the buffer is page-aligned anonymous
+memory, the result (bytes or errno) is logged, compared with what the scenario expects,
+and the data written is kept in a shadow so that the file contents, i_size and FIEMAP
+extents can be checked afterwards.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import fcntl
+import mmap
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+
+from .fixture import MountedFs
+
+FS_IOC_FIEMAP = 0xC020660B
+FICLONE = 0x40049409
+FIEMAP_EXTENT_UNWRITTEN = 0x800
+FIEMAP_EXTENT_SHARED = 0x2000
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+@define
+class Check:
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+@define
+class Call:
+    """One syscall the workload made."""
+
+    op: str
+    file: str
+    pos: int
+    len: int
+    flags: list[str]
+    result: int | str  # bytes, or an errno name
+    expect: int | str | None = None
+
+
+def _fill(pos: int, length: int, seed: int) -> bytes:
+    """Recognisable data: each 8-byte word holds its file offset xor a seed."""
+    start = pos - pos % 8
+    words = range(start, pos + length + 8, 8)
+    raw = b"".join(struct.pack("<Q", (w ^ seed) & (2**64 - 1)) for w in words)
+    return raw[pos - start : pos - start + length]
+
+
+@define
+class Workload:
+    m: MountedFs
+    calls: list[Call] = field(factory=list)
+    checks: list[Check] = field(factory=list)
+    inos: dict[str, int] = field(factory=dict)
+    shadow: dict[str, bytearray] = field(factory=dict)  # expected file contents
+    fds: dict[str, int] = field(factory=dict)
+    seed: int = 0x5EED
+    marker: Callable[[str], None] | None = None  # writes a line into the recording
+
+    # -- files ----------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        return self.m.mnt / name
+
+    def open(self, name: str) -> int:
+        """An O_DIRECT descriptor for ``name`` (created empty if missing)."""
+        if name in self.fds:
+            return self.fds[name]
+        fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+        self.fds[name] = fd
+        self.inos[name] = os.fstat(fd).st_ino
+        self.shadow.setdefault(name, bytearray(os.fstat(fd).st_size))
+        return fd
+
+    def close_all(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def buffered_write(self, name: str, pos: int, length: int) -> None:
+        """Set up contents through the page cache, then write them back (fsync)."""
+        self.open(name)
+        data = _fill(pos, length, self.seed)
+        fd = os.open(self.path(name), os.O_RDWR)
+        try:
+            os.pwrite(fd, data, pos)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._shadow_write(name, pos, data)
+
+    def truncate(self, name: str, size: int) -> None:
+        self.open(name)
+        os.truncate(self.path(name), size)
+        sh = self.shadow[name]
+        del sh[size:]
+        sh.extend(bytes(size - len(sh)))
+
+    def fallocate(self, name: str, pos: int, length: int, *, keep_size: bool = False) -> None:
+        fd = self.open(name)
+        if keep_size:
+            _fallocate(fd, FALLOC_FL_KEEP_SIZE, pos, length)
+        else:
+            os.posix_fallocate(fd, pos, length)
+        if not keep_size and pos + length > len(self.shadow[name]):
+            self.shadow[name].extend(bytes(pos + length - len(self.shadow[name])))
+
+    def reflink(self, src: str, dst: str) -> None:
+        """dst becomes a clone of src sharing its extents (FICLONE)."""
+        s, d = self.open(src), self.open(dst)
+        fcntl.ioctl(d, FICLONE, s)
+        self.shadow[dst] = bytearray(self.shadow[src])
+
+    def drop_caches(self, name: str) -> None:
+        """Write back and drop the file's page cache (POSIX_FADV_DONTNEED)."""
+        fd = os.open(self.path(name), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+    # -- O_DIRECT I/O ------------------------------------------------------------------
+
+    def pwrite(
+        self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
+        expect: int | str | None = None,
+    ) -> int | str:  # fmt: skip
+        fd = self.open(name)
+        self._mark("pwrite", name, pos, length, flags)
+        buf = _buffer(length)
+        data = _fill(pos, length, self.seed)
+        buf[:length] = data
+        try:
+            res: int | str = os.pwritev(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
+        except OSError as exc:
+            res = errno_mod.errorcode[exc.errno]
+        finally:
+            buf.close()
+        if isinstance(res, int) and res > 0:
+            self._shadow_write(name, pos, data[:res])
+        self._log("pwrite", name, pos, length, flags, res, expect)
+        return res
+
+    def pread(
+        self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
+        expect: int | str | None = None,
+    ) -> int | str:  # fmt: skip
+        fd = self.open(name)
+        self._mark("pread", name, pos, length, flags)
+        buf = _buffer(length)
+        try:
+            res: int | str = os.preadv(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
+            if isinstance(res, int) and res > 0:
+                want = bytes(self.shadow[name][pos : pos + res])
+                self.checks.append(
+                    Check(f"pread {name} {pos}+{length}: data", bytes(buf[:res]) == want)
+                )
+        except OSError as exc:
+            res = errno_mod.errorcode[exc.errno]
+        finally:
+            buf.close()
+        self._log("pread", name, pos, length, flags, res, expect)
+        return res
+
+    def _mark(self, op: str, name: str, pos: int, length: int, flags: tuple[str, ...]) -> None:
+        if self.marker is not None:
+            self.marker(f"dioconf: {op} {name} {pos} {length} {'|'.join(flags)}")
+
+    def _log(self, op: str, name: str, pos: int, length: int, flags: tuple[str, ...],
+             res: int | str, expect: int | str | None) -> None:  # fmt: skip
+        self.calls.append(Call(op, name, pos, length, list(flags), res, expect))
+        if expect is not None:
+            self.checks.append(
+                Check(f"{op} {name} {pos}+{length} {'|'.join(flags)}: result", res == expect,
+                      f"got {res}, expected {expect}")
+            )  # fmt: skip
+
+    def _shadow_write(self, name: str, pos: int, data: bytes) -> None:
+        sh = self.shadow[name]
+        if pos + len(data) > len(sh):
+            sh.extend(bytes(pos + len(data) - len(sh)))
+        sh[pos : pos + len(data)] = data
+
+    # -- after the run -------------------------------------------------------------
+
+    def verify(self) -> list[Check]:
+        """Contents and i_size of every file against the shadow."""
+        for name, sh in self.shadow.items():
+            st = os.stat(self.path(name))
+            self.checks.append(
+                Check(f"{name}: i_size", st.st_size == len(sh), f"{st.st_size} vs {len(sh)}")
+            )
+            with open(self.path(name), "rb") as f:
+                same = f.read() == bytes(sh)
+            self.checks.append(Check(f"{name}: contents read back", same))
+        return self.checks
+
+    def fiemap(self, name: str) -> list[dict[str, Any]]:
+        """The file's extents (logical, physical, length, unwritten, shared)."""
+        fd = self.open(name)
+        count = 64
+        req = bytearray(struct.pack("=QQLLLL", 0, 2**64 - 1, 0, 0, count, 0))
+        req += bytes(56 * count)
+        fcntl.ioctl(fd, FS_IOC_FIEMAP, req)
+        n = struct.unpack_from("=L", req, 20)[0]
+        out = []
+        for i in range(n):
+            lo, ph, ln, _, _, fl = struct.unpack_from("=QQQQQL", req, 32 + 56 * i)
+            out.append({"logical": lo, "physical": ph, "length": ln,
+                        "unwritten": bool(fl & FIEMAP_EXTENT_UNWRITTEN),
+                        "shared": bool(fl & FIEMAP_EXTENT_SHARED)})  # fmt: skip
+        return out
+
+
+def _buffer(length: int) -> mmap.mmap:
+    buf = mmap.mmap(-1, max(length, 1) + mmap.PAGESIZE)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)  # the same 4 KiB pages every run
+    return buf
+
+
+def _rwf(flags: tuple[str, ...]) -> int:
+    value = 0
+    for f in flags:
+        value |= {"DSYNC": os.RWF_DSYNC, "SYNC": os.RWF_SYNC, "NOWAIT": os.RWF_NOWAIT,
+                  "HIPRI": os.RWF_HIPRI}[f]  # fmt: skip
+    return value
+
+
+def _fallocate(fd: int, mode: int, pos: int, length: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fallocate(fd, mode, ctypes.c_int64(pos), ctypes.c_int64(length)):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
