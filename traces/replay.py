@@ -16,6 +16,7 @@ from typing import Any
 from attrs import frozen
 
 from ..model.engine import Engine, get_engine
+from ..model.profiles import get_profile
 from ..model.types import (
     Action,
     Bio,
@@ -189,6 +190,7 @@ class Replayer:
         self.engine = engine or get_engine(trace.header.engine)
         self.geometry = trace.header.geometry
         self.observed = trace.header.observed
+        self.profile = get_profile(trace.header.raw.get("profile"))
         self.i_size = 0
         self.requests: dict[int, _Request] = {}  # requests still in flight
         self.seen = 0  # requests begun
@@ -320,11 +322,11 @@ class Replayer:
             if isinstance(action, NeedCut):
                 r.state = self.engine.feed(r.state, Cut(self._cut(r, action, e)))
             elif isinstance(action, Emit):
-                o = action.output
+                o = self.profile.observe(action.output, self.geometry)
                 if output_kind(o) not in r.observed:
                     continue
                 if output_kind(o) != e.ev or _mismatch(o, e):
-                    raise self._diverge(e, action)
+                    raise self._diverge(e, Emit(o))
                 return
             elif isinstance(action, Blocked) and e.ev in ("flush", "complete"):
                 # bios with no bio_end line complete now, in submission order, status 0
@@ -335,7 +337,7 @@ class Replayer:
     def _cut(self, r: _Request, need: NeedCut, e: Event) -> int:
         """How many bytes the next data bio carries: the recorded cut when it is one
         the engine could have made, else the model's own (then compared and reported)."""
-        p = need.proposal
+        p = self.profile.observe(need.proposal, self.geometry)
         if e.ev != "bio":
             if "bio" in r.observed:
                 raise self._diverge(e, need)

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ..model.profiles import PROFILES
 from ..model.types import (
     IOCB_FLAGS,
     IOMAP_DIO_FLAGS,
@@ -328,6 +329,11 @@ def check_header(raw: dict[str, Any]) -> tuple[Geometry, frozenset[str]]:
         )
     for key in ("fs", "kernel", "note", "profile"):
         _header_string(raw, key)
+    if "profile" in raw and raw["profile"] not in PROFILES:
+        raise Problem(
+            f'header field "profile" names an unknown profile {show(raw["profile"])} '
+            f"(known: {_names(sorted(PROFILES))})"
+        )
     observed = OUTPUT_KINDS
     if "observed" in raw:
         value = raw["observed"]

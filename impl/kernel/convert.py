@@ -119,7 +119,7 @@ class Converter:
     def _op(self, rec: Record) -> str:
         if "WRITE" in rec.f["flags"]:  # aio/io_uring set IOCB_WRITE
             return "write"
-        mark = self.marks.pop(rec.pid, None)
+        mark = self.marks.get(rec.pid)  # in force for every dio call of the syscall
         if mark is not None:
             return "write" if "write" in mark["op"] else "read"
         return "?"  # decided by iomap_iter's flags or invalidate_fail

@@ -93,6 +93,17 @@ def _detach(loop: str) -> None:
     subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
 
 
+def _superblock_dev(mnt: Path) -> tuple[int, int]:
+    """The superblock's s_dev, which iomap events report. stat() is not enough: on
+    btrfs st_dev is a per-subvolume anonymous device."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(mnt):
+            major, minor = fields[2].split(":")
+            return int(major), int(minor)
+    raise RuntimeError(f"{mnt} is not in /proc/self/mountinfo")
+
+
 def _geometry(mnt: Path, loop: str) -> Geometry:
     queue = Path("/sys/block") / Path(loop).name / "queue"
     return Geometry(
@@ -132,13 +143,13 @@ def kernel_fs(
         mnt.mkdir()
         _run(["mount", loop, str(mnt)])
         stack.callback(_unmount, mnt)
-        st_fs, st_loop = os.stat(mnt).st_dev, os.stat(loop).st_rdev
+        st_loop = os.stat(loop).st_rdev
         yield MountedFs(
             fs=fs,
             image=image,
             loop=loop,
             mnt=mnt,
-            fs_dev=(os.major(st_fs), os.minor(st_fs)),
+            fs_dev=_superblock_dev(mnt),
             loop_dev=(os.major(st_loop), os.minor(st_loop)),
             geometry=_geometry(mnt, loop),
             kernel=os.uname().release,

@@ -26,6 +26,7 @@ from .tracefs import trace_session
 from .workload import Check, Workload
 
 OBSERVED = ["bio", "queued", "complete"]  # the kernel shows no zero/flush distinction
+PROFILE = "linux-6.18"  # how tracefs shows the engine (model/profiles.py)
 
 
 @define
@@ -48,7 +49,7 @@ def _write(m: MountedFs, records: list[Record], inos: dict[int, str], out: Path,
     out.mkdir(parents=True, exist_ok=True)
     header = header_dict(
         "iomap", m.geometry, source="kernel", fs=m.fs, kernel=m.kernel,
-        observed=OBSERVED, note=note,
+        profile=PROFILE, observed=OBSERVED, note=note,
     )  # fmt: skip
     for ino, fname in sorted(inos.items()):
         conv = Converter(ino, m.loop_dev)

@@ -1,0 +1,47 @@
+"""Profiles: where what a recording shows differs from the seed engine's outputs.
+
+The engine models follow the seed code (../shared/seeds). A trace recorded from a real
+kernel sees the engine through tracepoints below or around it, and a filesystem's glue
+may decide things the engine leaves open. A profile says how, rule by rule, each with
+its evidence in traces/kernel/DIVERGENCES.md. A trace picks its profile with the
+header field ``profile``.
+"""
+
+from __future__ import annotations
+
+from attrs import evolve, frozen
+
+from .types import Bio, Geometry, Output
+
+
+@frozen
+class Profile:
+    name: str
+    description: str
+    # block layer (submit_bio_noacct, Linux 6.18): REQ_FUA and REQ_PREFLUSH are
+    # cleared before trace_block_bio_queue when the device has no volatile write cache
+    fua_stripped_without_cache: bool = False
+
+    def observe(self, o: Output, geo: Geometry) -> Output:
+        """The output as the recording's tracepoints would show it."""
+        if self.fua_stripped_without_cache and isinstance(o, Bio) and o.fua and not geo.write_cache:
+            return evolve(o, fua=False)
+        return o
+
+
+SEED = Profile("seed", "the seed code as it is, observed at the engine itself")
+LINUX_6_18 = Profile(
+    "linux-6.18",
+    "Linux 6.18 observed through tracefs: bios as block_bio_queue shows them",
+    fua_stripped_without_cache=True,
+)
+PROFILES = {p.name: p for p in (SEED, LINUX_6_18)}
+
+
+def get_profile(name: str | None) -> Profile:
+    if name is None:
+        return SEED
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
