@@ -67,6 +67,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_DIVERGED if failed else EXIT_OK
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from .impl.kernel.record import main as record_main
+
+    return record_main(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "replay":
         from .bench.replay import run
@@ -98,6 +104,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="trace files or folders of them")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_replay)
+
+    r = sub.add_parser(
+        "record",
+        help="record what the real kernel does (root, loop devices, tracefs)",
+        description="Run workloads on a fresh ext4/xfs/btrfs image on a loop device, record "
+        "the iomap and block tracepoints, write v1 traces and replay them against the model. "
+        "Exit 0 when every check passes and every trace conforms, 1 otherwise, 2 when the "
+        "machine cannot record. Example: dioconf record --fs ext4 -- sh -c 'dd if=/dev/zero "
+        "of=$DIOCONF_MNT/f bs=4k count=4 oflag=direct'",
+    )
+    r.add_argument("--fs", default="all", choices=["ext4", "xfs", "btrfs", "all"])
+    r.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                   help="a built-in scenario (repeatable; default: all of them)")  # fmt: skip
+    r.add_argument("--random", type=int, metavar="SEED", help="a random workload by seed")
+    r.add_argument("--ops", type=int, default=40, help="operations of --random (default 40)")
+    r.add_argument("--out", default="recorded", help="output folder (default ./recorded)")
+    r.add_argument("--name", default="command", help="trace name for a COMMAND recording")
+    r.add_argument("--list", action="store_true", help="list the built-in scenarios")
+    r.add_argument("--no-replay", action="store_true", help="do not replay what was recorded")
+    r.add_argument("command", nargs=argparse.REMAINDER,
+                   help="-- COMMAND ARGS...: record an external command; the mount point "
+                   "is in $DIOCONF_MNT")  # fmt: skip
+    r.set_defaults(func=cmd_record)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
     b.add_argument("what", choices=["replay"], help="what to measure")

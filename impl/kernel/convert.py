@@ -117,8 +117,8 @@ class Converter:
         self._emit(r, r.begin)
 
     def _op(self, rec: Record) -> str:
-        if "WRITE" in rec.f["flags"]:  # aio/io_uring set IOCB_WRITE
-            return "write"
+        if rec.f["aio"] or "WRITE" in rec.f["flags"]:  # aio sets IOCB_WRITE for writes
+            return "write" if "WRITE" in rec.f["flags"] else "read"
         mark = self.marks.get(rec.pid)  # in force for every dio call of the syscall
         if mark is not None:
             return "write" if "write" in mark["op"] else "read"
@@ -250,7 +250,13 @@ class Converter:
             self._close_early(r)
         self.open.clear()
         for r in self.reqs:
-            if r.begin["op"] == "?":
+            b = r.begin
+            plain = not ({"NOWAIT"} & set(b["iocb"]) or "OVERWRITE_ONLY" in b["dio"])
+            if b["op"] == "?" and not r.iters and plain and b["pos"] >= self._size[r.req]:
+                # a write's untraced early exits need NOWAIT or OVERWRITE_ONLY (invalidation
+                # failures are traced): an untraced exit at/after EOF is a read at EOF
+                b["op"] = "read"
+            if b["op"] == "?":
                 raise ValueError(
                     f"cannot tell whether request {r.req} (pos {r.pos}, len {r.len}) read "
                     "or wrote: it returned before iomap_iter and left no marker"

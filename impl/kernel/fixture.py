@@ -158,13 +158,15 @@ def kernel_fs(
 
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into SystemExit (SIGINT already raises
-    KeyboardInterrupt), so that ``with`` blocks unwind and clean up."""
+    """Turn SIGTERM and SIGHUP into SystemExit and SIGINT into KeyboardInterrupt (even
+    when the process started with SIGINT ignored, as a shell's background job does),
+    so that ``with`` blocks unwind and clean up."""
 
     def handler(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

@@ -55,7 +55,11 @@ def _write(m: MountedFs, records: list[Record], inos: dict[int, str], out: Path,
         conv = Converter(ino, m.loop_dev)
         for r in records:
             conv.add(r)
-        events = conv.events()
+        try:
+            events = conv.events()
+        except ValueError as exc:
+            rec.checks.append(Check(f"convert the events of {fname}", False, str(exc)))
+            continue
         rec.unmatched += len(conv.unmatched)
         nreq = sum(e["ev"] == "begin" for e in events)
         if not nreq:
@@ -128,3 +132,80 @@ def random_scenario(seed: int, ops: int) -> Scenario:
 
     run.__doc__ = f"Random operations, seed {seed}, {ops} operations."
     return Scenario(f"random-{seed}", run)
+
+
+def _report(rec: Recording, replay: bool, out: Callable[[str], None]) -> bool:
+    """Print one recording's outcome; True when every check passed and it conforms."""
+    from ...traces.replay import replay_file
+
+    ok = not rec.failed_checks
+    checks = f"checks {len(rec.checks) - len(rec.failed_checks)}/{len(rec.checks)} ok"
+    out(f"{rec.fs:5} {rec.name}: {rec.requests} requests, {len(rec.traces)} trace(s), {checks}")
+    for c in rec.failed_checks:
+        out(f"      CHECK FAILED {c.what} {c.detail}")
+    for path in rec.traces:
+        if not replay:
+            out(f"      wrote {path}")
+            continue
+        r = replay_file(str(path))
+        if r.ok:
+            out(f"      PASS    {path}")
+            continue
+        ok = False
+        d = r.divergence
+        assert d is not None
+        out(f"      DIVERGE {path}:{d.line} request {d.req}")
+        out(f"          trace says:     {d.trace_says}")
+        out(f"          model predicts: {d.model_predicts}")
+        out(f"          seed rule:      {d.rule}")
+    return ok
+
+
+def main(args: object) -> int:
+    """``dioconf record``: see ``dioconf record --help``."""
+    from .fixture import FILESYSTEMS, KernelUnavailable, check_environment
+    from .scenarios import SCENARIOS
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    a = args  # argparse.Namespace
+    if a.list:
+        for s in SCENARIOS.values():
+            out(f"{s.name:18} {','.join(s.filesystems):15} {s.note}")
+        return 0
+    filesystems = FILESYSTEMS if a.fs == "all" else (a.fs,)
+    command = list(a.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    try:
+        for fs in filesystems:
+            check_environment(fs)
+        unknown = [n for n in a.scenario if n not in SCENARIOS]
+        if unknown:
+            out(f"dioconf record: unknown scenario(s) {unknown}; see dioconf record --list")
+            return 2
+        ok = True
+        for fs in filesystems:
+            target = Path(a.out) / fs
+            if command:
+                recs = [record_command(fs, command, target, a.name)]
+            elif a.random is not None:
+                recs = [record_scenario(fs, random_scenario(a.random, a.ops), target)]
+            else:
+                names = a.scenario or [n for n, s in SCENARIOS.items() if fs in s.filesystems]
+                recs = []
+                for name in names:
+                    recs.append(record_scenario(fs, SCENARIOS[name], target))
+                    ok &= _report(recs[-1], not a.no_replay, out)
+                continue
+            for rec in recs:
+                ok &= _report(rec, not a.no_replay, out)
+        return 0 if ok else 1
+    except KernelUnavailable as exc:
+        print(f"dioconf record: {exc}", flush=True)
+        return 2
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+        print("dioconf record: interrupted; the loop device and mount were cleaned up", flush=True)
+        return code

@@ -191,6 +191,49 @@ class Workload:
         self._log("pread", name, pos, length, flags, res, expect)
         return res
 
+    def aio(self, ops: list[tuple[str, str, int, int, tuple[str, ...], int | str | None]]) -> None:
+        """Submit O_DIRECT requests together (one io_submit, Linux native AIO) and wait
+        for them all: asynchronous kiocbs, so iomap may answer -EIOCBQUEUED.
+        Each op: (op, file, pos, length, flags, expected result)."""
+        from .aio import AioContext, AioError
+
+        bufs, batch = [], []
+        for i, (op, name, pos, length, flags, _expect) in enumerate(ops):
+            fd = self.open(name)
+            buf = _buffer(length)
+            if op == "write":
+                buf[:length] = _fill(pos, length, self.seed)
+            else:
+                for page in range(0, length, mmap.PAGESIZE):
+                    buf[page] = 0
+            bufs.append(buf)
+            batch.append((op, fd, memoryview(buf)[:length], pos, _rwf(flags), i))
+        results: dict[int, int | str] = {}
+        with AioContext(len(ops)) as ctx:
+            try:
+                accepted = ctx.submit_many(batch)
+            except AioError as exc:
+                accepted = 0
+                results = {i: errno_mod.errorcode[exc.errno] for i in range(len(ops))}
+            for i in range(accepted, len(ops)):
+                results.setdefault(i, "EAGAIN")
+            for data, res in ctx.reap(min_nr=accepted, timeout=30) if accepted else []:
+                results[data] = res if res >= 0 else errno_mod.errorcode[-res]
+        for i, (op, name, pos, length, flags, expect) in enumerate(ops):
+            res = results[i]
+            if op == "write" and isinstance(res, int) and res > 0:
+                self._shadow_write(name, pos, _fill(pos, length, self.seed)[:res])
+            elif op == "read" and isinstance(res, int) and res > 0:
+                want = bytes(self.shadow[name][pos : pos + res])
+                self.checks.append(
+                    Check(f"aio read {name} {pos}+{length}: data", bytes(bufs[i][:res]) == want)
+                )
+            self._log("aio " + op, name, pos, length, flags, res, expect)
+        for entry in batch:
+            entry[2].release()
+        for buf in bufs:
+            buf.close()
+
     def _mark(self, op: str, name: str, pos: int, length: int, flags: tuple[str, ...]) -> None:
         if self.marker is not None:
             self.marker(f"dioconf: {op} {name} {pos} {length} {'|'.join(flags)}")
