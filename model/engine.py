@@ -47,7 +47,9 @@ from .types import (
 class Engine(Protocol):
     name: str
 
-    def start(self, geometry: Geometry, request: Request, i_size: int) -> Any: ...
+    def start(
+        self, geometry: Geometry, request: Request, i_size: int, glue: str = "none"
+    ) -> Any: ...
 
     def step(self, state: Any) -> tuple[Any, Action]: ...
 

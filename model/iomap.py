@@ -71,8 +71,11 @@ Rule = Callable[[IomapState], tuple[IomapState, Action | None]]
 # --------------------------------------------------------------------------- entry
 
 
-def start(geo: Geometry, req: Request, i_size: int) -> IomapState:
-    """A request enters iomap_dio_rw() with the inode at ``i_size``."""
+def start(geo: Geometry, req: Request, i_size: int, glue: str = "none") -> IomapState:
+    """A request enters iomap_dio_rw() with the inode at ``i_size``; ``glue`` names the
+    filesystem code around the engine (``none`` or ``btrfs``)."""
+    if glue not in ("none", "btrfs"):
+        raise ModelUsageError(f"unknown filesystem glue {glue!r} (known: none, btrfs)")
     if i_size < 0:
         raise ModelUsageError(f"i_size must be >= 0, got {i_size}")
     if "LOCKING" in req.dio or "SKIP_HOLES" in req.dio:
@@ -85,6 +88,7 @@ def start(geo: Geometry, req: Request, i_size: int) -> IomapState:
     return IomapState(
         geo=geo,
         req=req,
+        glue=glue,
         flags=flags,
         i_size=i_size,
         inode_size=i_size,

@@ -117,6 +117,7 @@ def _submit(
     return evolve(
         s,
         ref=s.ref + 1,
+        submitted=s.submitted + length,
         nbios=s.nbios + 1,
         outstanding=s.outstanding | {bio.index},
         pending=(*s.pending, bio),

@@ -22,9 +22,33 @@ from .iomap_state import (
 from .types import Action, MapError, Mapping, ModelUsageError, NeedMap, errno_name
 
 
+def iomap_end(s: IomapState, advanced: int) -> tuple[int, str]:
+    """What the filesystem's ->iomap_end returns for the mapping just used."""
+    m = s.mapping
+    assert m is not None
+    if s.glue != "btrfs":
+        return 0, ""
+    # iomap_length_trim(iter, iter_start_pos, olen): the length iomap_end is told
+    length = min(s.len + advanced, m.end - s.iter_start)
+    # btrfs_dio_iomap_end: a read of a hole only unlocks
+    if not s.flags & WRITE and m.type == "HOLE":
+        return 0, ""
+    # btrfs_dio_iomap_end: fewer bytes submitted (over the whole request so far) than
+    # this mapping's length -> -ENOTBLK, so the rest goes to buffered I/O
+    if s.submitted < length:
+        why = f"btrfs_dio_iomap_end: submitted {s.submitted} < length {length} -> -ENOTBLK"
+        return E.ENOTBLK, why
+    return 0, ""
+
+
 def iomap_iter(s: IomapState) -> tuple[IomapState, Action | None]:
     if s.mapping is not None:
         advanced = s.pos - s.iter_start
+        end_ret, end_why = iomap_end(s, advanced)
+        # iomap_iter: an ->iomap_end error wins when the iteration did not advance
+        if end_ret < 0 and not advanced:
+            s = evolve(s, mapping=None, phase=AFTER_LOOP, loop_ret=end_ret, loop_why=end_why)
+            return s, None
         # iomap_iter: stop on an error status, when done, or when nothing advanced
         if s.status < 0:
             ret, why = s.status, s.loop_why

@@ -60,6 +60,7 @@ DONE = "done"  # completion computed; pending outputs drain, then Finished
 class IomapState:
     geo: Geometry
     req: Request
+    glue: str = "none"  # filesystem glue around the engine (model/profiles.py GLUES)
     phase: str = START
     flags: int = 0  # dio->flags
     i_size: int = 0  # dio->i_size, sampled at entry
@@ -79,6 +80,7 @@ class IomapState:
     loop_why: str = ""
     fault_at: int = NO_FAULT  # first user-buffer byte that cannot be pinned
     # bios
+    submitted: int = 0  # bytes handed to ->submit_io (btrfs: dio_data->submitted)
     nbios: int = 0
     outstanding: frozenset[int] = frozenset()
     # locals of iomap_dio_bio_iter for the current mapping

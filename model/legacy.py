@@ -55,8 +55,10 @@ from .types import (
 # --------------------------------------------------------------------------- entry
 
 
-def start(geometry: Geometry, request: Request, i_size: int) -> LegacyState:
+def start(geometry: Geometry, request: Request, i_size: int, glue: str = "none") -> LegacyState:
     """A request enters __blockdev_direct_IO() with the inode at ``i_size``."""
+    if glue != "none":
+        raise ModelUsageError(f"the legacy engine has no {glue!r} filesystem glue")
     if isinstance(i_size, bool) or not isinstance(i_size, int) or i_size < 0:
         raise ModelUsageError(f"i_size must be a non-negative integer, got {i_size!r}")
     if request.done_before:

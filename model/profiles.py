@@ -21,6 +21,8 @@ class Profile:
     # block layer (submit_bio_noacct, Linux 6.18): REQ_FUA and REQ_PREFLUSH are
     # cleared before trace_block_bio_queue when the device has no volatile write cache
     fua_stripped_without_cache: bool = False
+    # filesystem glue the engine runs inside (``none`` or ``btrfs``: btrfs_dio_iomap_end)
+    glue: str = "none"
 
     def observe(self, o: Output, geo: Geometry) -> Output:
         """The output as the recording's tracepoints would show it."""
@@ -35,7 +37,14 @@ LINUX_6_18 = Profile(
     "Linux 6.18 observed through tracefs: bios as block_bio_queue shows them",
     fua_stripped_without_cache=True,
 )
-PROFILES = {p.name: p for p in (SEED, LINUX_6_18)}
+LINUX_6_18_BTRFS = Profile(
+    "linux-6.18-btrfs",
+    "Linux 6.18 btrfs through tracefs: as linux-6.18, inside btrfs's iomap glue",
+    fua_stripped_without_cache=True,
+    glue="btrfs",
+)
+SEED_BTRFS = Profile("seed-btrfs", "the seed engine inside btrfs's glue", glue="btrfs")
+PROFILES = {p.name: p for p in (SEED, SEED_BTRFS, LINUX_6_18, LINUX_6_18_BTRFS)}
 
 
 def get_profile(name: str | None) -> Profile:

@@ -222,7 +222,9 @@ class Replayer:
             return
         if ev == "begin":
             try:
-                state = self.engine.start(self.geometry, begin_to_request(e), self.i_size)
+                state = self.engine.start(
+                    self.geometry, begin_to_request(e), self.i_size, self.profile.glue
+                )
             except (ModelUsageError, ValueError) as exc:
                 raise _Diverged(e.line, e.req, describe_event(e), str(exc), "engine entry") from exc
             observed = frozenset(e.fields.get("observed", self.observed))

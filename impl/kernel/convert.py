@@ -14,6 +14,10 @@ two inferences that only read the iomap_iter events:
   it, the untraced cause is the only one left: the page cache holds the range, and
   ``kiocb_invalidate_pages`` (writes) or ``kiocb_write_and_wait`` (reads) returned
   -EAGAIN; an ``invalidate``/``writeback`` line with -11 says so;
+- ``fault``: ``iomap_iter`` reports the status of the previous step; -EFAULT there
+  means the user buffer could not be pinned or copied at the current position (a
+  no-fault iterator, as btrfs uses): a ``fault`` at that buffer offset, rounded down to
+  a page;
 - the direction of a request: ``pwritev`` does not set IOCB_WRITE, so it comes from
   the ``iomap_iter`` flags (WRITE), an ``invalidate_fail`` (writes only), or the
   workload's ``trace_marker`` line before the syscall.
@@ -21,7 +25,7 @@ two inferences that only read the iomap_iter events:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import define, field
@@ -29,6 +33,7 @@ from attrs import define, field
 from .parse import Record, rwbs
 
 EAGAIN = -11
+EFAULT = -14
 ENOTBLK = -15
 EBUSY = -16
 IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC", "HIPRI")
@@ -49,6 +54,10 @@ class _Req:
     asked: bool = False  # the last iomap_iter called ->iomap_begin, no dstmap yet
     map_errors: list[dict[str, Any]] = field(factory=list)
     invalidated: bool = False  # an invalidate_fail was traced
+    # bios are the dio's only between a mapping and the next iomap_iter call; others
+    # from the same task are the filesystem's (e.g. a buffered fallback's writeback)
+    mapped: bool = False
+    faulted: bool = False
     queued: bool = False
     done: bool = False
 
@@ -63,9 +72,15 @@ def _iocb(flags: frozenset[str]) -> list[str]:
 class Converter:
     """Feed records in time order with ``add``; ``events()`` gives the v1 events."""
 
-    def __init__(self, ino: int, loop_dev: tuple[int, int]) -> None:
+    def __init__(
+        self, ino: int, loop_dev: tuple[int, int],
+        translate: Callable[[int], int] | None = None,
+        page_size: int = 4096,
+    ) -> None:  # fmt: skip
         self.ino = ino
+        self.page_size = page_size
         self.loop_dev = loop_dev
+        self.translate = translate  # filesystem address -> device address (btrfs)
         self.reqs: list[_Req] = []
         self.open: dict[int, _Req] = {}  # pid -> request being submitted
         self.queued: list[_Req] = []  # async requests waiting for completion
@@ -73,6 +88,7 @@ class Converter:
         self.out: list[tuple[_Req | None, dict[str, Any]]] = []
         self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
         self._size: dict[int, int] = {}  # req -> i_size at entry
+        self.dio_iter: dict[int, bool] = {}  # pid -> its last iomap_iter was a dio's
 
     # -- records ---------------------------------------------------------------------
 
@@ -125,12 +141,22 @@ class Converter:
         return "?"  # decided by iomap_iter's flags or invalidate_fail
 
     def _iter(self, rec: Record) -> None:
+        # buffered I/O, fiemap, zeroing... iterate with iomap too: only the iterations
+        # of __iomap_dio_rw (and the mappings they produce) belong to a request
+        self.dio_iter[rec.pid] = rec.f["caller"].startswith("__iomap_dio_rw")
         r = self.open.get(rec.pid)
-        if r is None:
+        if r is None or not self.dio_iter[rec.pid]:
             return
         r.begin["op"] = "write" if "WRITE" in rec.f["flags"] else "read"
+        r.mapped = False
         self._iomap_begin_failed(r)
         pos, status = rec.f["pos"], rec.f["status"]
+        if status == EFAULT and not r.faulted:
+            r.faulted = True
+            at = pos - r.pos
+            self._insert_after_begin(
+                r, {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
+            )
         left = r.pos + r.len - pos
         # iomap_iter: the first call maps; later calls map only after progress
         final = bool(r.iters) and (status < 0 or left <= 0 or pos == r.iters[-1][0])
@@ -146,10 +172,14 @@ class Converter:
 
     def _iter_dstmap(self, rec: Record) -> None:
         r = self.open.get(rec.pid)
-        if r is None:
+        if r is None or not self.dio_iter.get(rec.pid):
             return
         f = rec.f
         r.asked = False
+        r.mapped = True
+        addr = f["addr"]
+        if addr is not None and self.translate is not None:
+            addr = self.translate(addr)
         self._emit(
             r,
             {
@@ -159,7 +189,7 @@ class Converter:
                 "length": f["length"],
                 "type": f["type"],
                 "flags": [m for m in MAP_FLAGS if m in f["flags"]],
-                "addr": f["addr"],
+                "addr": addr,
             },
         )
 
@@ -173,7 +203,7 @@ class Converter:
     def _bio(self, rec: Record) -> None:
         r = self.open.get(rec.pid)
         f = rec.f
-        if r is None or f["dev"] != self.loop_dev or not f["sectors"]:
+        if r is None or not r.mapped or f["dev"] != self.loop_dev or not f["sectors"]:
             return
         b = rwbs(f["rwbs"])
         if b["meta"] or b["op"] not in ("read", "write"):
@@ -264,8 +294,12 @@ class Converter:
         return [ev for _, ev in self.out]
 
 
-def convert(records: Iterable[Record], ino: int, loop_dev: tuple[int, int]) -> list[dict]:
-    c = Converter(ino, loop_dev)
+def convert(
+    records: Iterable[Record], ino: int, loop_dev: tuple[int, int],
+    translate: Callable[[int], int] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The v1 events of file ``ino`` in ``records``."""
+    c = Converter(ino, loop_dev, translate)
     for rec in records:
         c.add(rec)
     return c.events()

@@ -26,7 +26,10 @@ FORMATS = {
         DEV + rf" size {H} offset {H} length {H} done_before {H} flags (\S*) "
         r"dio_flags (\S*) aio (\d+)$"
     ),
-    "iomap_iter": re.compile(DEV + rf" pos {H} length {H} status (-?\d+) flags (\S*) \(0x"),
+    "iomap_iter": re.compile(
+        DEV + rf" pos {H} length {H} status (-?\d+) flags (\S*) \(0x[0-9a-f]+\) "
+        r"ops \S+ caller (\S+)$"
+    ),
     "iomap_iter_dstmap": re.compile(
         DEV + rf" bdev (\d+):(\d+) addr {H} offset {H} length {H} type (\w+) \(0x[0-9a-f]+\) "
         r"flags (\S*) \(0x[0-9a-f]+\)$"
@@ -75,7 +78,9 @@ def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
         base.update({k: int(v, 16) for k, v in zip(keys, rest[:4], strict=True)})
         base.update(flags=_flags(rest[4]), dio_flags=_flags(rest[5]), aio=rest[6] == "1")
     elif event == "iomap_iter":
-        base.update(pos=int(rest[0], 16), status=int(rest[2]), flags=_flags(rest[3]))
+        base.update(
+            pos=int(rest[0], 16), status=int(rest[2]), flags=_flags(rest[3]), caller=rest[4]
+        )
     elif event == "iomap_iter_dstmap":
         addr = int(rest[2], 16)
         base.update(

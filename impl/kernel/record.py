@@ -18,6 +18,7 @@ from pathlib import Path
 from attrs import define, field
 
 from ...traces.format import header_dict, write_trace
+from .btrfs import chunk_map, translator
 from .convert import Converter
 from .fixture import MountedFs, kernel_fs, signals_raise
 from .parse import Record, parse_records
@@ -49,10 +50,14 @@ def _write(m: MountedFs, records: list[Record], inos: dict[int, str], out: Path,
     out.mkdir(parents=True, exist_ok=True)
     header = header_dict(
         "iomap", m.geometry, source="kernel", fs=m.fs, kernel=m.kernel,
-        profile=PROFILE, observed=OBSERVED, note=note,
+        profile=PROFILE + ("-btrfs" if m.fs == "btrfs" else ""), observed=OBSERVED, note=note,
     )  # fmt: skip
+    translate = None
+    if m.fs == "btrfs":
+        translate = translator(chunk_map(m.loop))
+        note += " (map addresses: btrfs logical addresses translated to device addresses)"
     for ino, fname in sorted(inos.items()):
-        conv = Converter(ino, m.loop_dev)
+        conv = Converter(ino, m.loop_dev, translate, m.geometry.page_size)
         for r in records:
             conv.add(r)
         try:

@@ -32,6 +32,9 @@ FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
 
+Expect = int | str | tuple[int | str, ...] | None  # a result, or the results allowed
+
+
 @define
 class Check:
     what: str
@@ -49,7 +52,7 @@ class Call:
     len: int
     flags: list[str]
     result: int | str  # bytes, or an errno name
-    expect: int | str | None = None
+    expect: int | str | tuple[int | str, ...] | None = None
 
 
 def _fill(pos: int, length: int, seed: int) -> bytes:
@@ -149,7 +152,7 @@ class Workload:
 
     def pwrite(
         self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
-        expect: int | str | None = None,
+        expect: Expect = None,
     ) -> int | str:  # fmt: skip
         fd = self.open(name)
         self._mark("pwrite", name, pos, length, flags)
@@ -169,7 +172,7 @@ class Workload:
 
     def pread(
         self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
-        expect: int | str | None = None,
+        expect: Expect = None,
     ) -> int | str:  # fmt: skip
         fd = self.open(name)
         self._mark("pread", name, pos, length, flags)
@@ -191,7 +194,7 @@ class Workload:
         self._log("pread", name, pos, length, flags, res, expect)
         return res
 
-    def aio(self, ops: list[tuple[str, str, int, int, tuple[str, ...], int | str | None]]) -> None:
+    def aio(self, ops: list[tuple[str, str, int, int, tuple[str, ...], Expect]]) -> None:
         """Submit O_DIRECT requests together (one io_submit, Linux native AIO) and wait
         for them all: asynchronous kiocbs, so iomap may answer -EIOCBQUEUED.
         Each op: (op, file, pos, length, flags, expected result)."""
@@ -239,12 +242,13 @@ class Workload:
             self.marker(f"dioconf: {op} {name} {pos} {length} {'|'.join(flags)}")
 
     def _log(self, op: str, name: str, pos: int, length: int, flags: tuple[str, ...],
-             res: int | str, expect: int | str | None) -> None:  # fmt: skip
+             res: int | str, expect: Expect) -> None:  # fmt: skip
         self.calls.append(Call(op, name, pos, length, list(flags), res, expect))
         if expect is not None:
+            allowed = expect if isinstance(expect, tuple) else (expect,)
             self.checks.append(
-                Check(f"{op} {name} {pos}+{length} {'|'.join(flags)}: result", res == expect,
-                      f"got {res}, expected {expect}")
+                Check(f"{op} {name} {pos}+{length} {'|'.join(flags)}: result", res in allowed,
+                      f"got {res}, expected {' or '.join(map(str, allowed))}")
             )  # fmt: skip
 
     def _shadow_write(self, name: str, pos: int, data: bytes) -> None:

@@ -1,0 +1,145 @@
+"""The real-kernel backend on this machine: record, replay, clean up.
+
+These need root, loop devices, tracefs and the mkfs tools; where any is missing they
+skip with the reason. CI on these machines has them all, so they run there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dioconf.impl.kernel import fixture
+from dioconf.impl.kernel.fixture import KernelUnavailable, check_environment
+from dioconf.impl.kernel.record import record_command, record_scenario
+from dioconf.impl.kernel.scenarios import SCENARIOS
+from dioconf.traces.replay import replay_file
+
+from dioconf.cli import main
+
+
+def _unavailable(fs: str) -> str | None:
+    try:
+        check_environment(fs)
+    except KernelUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def needs(fs: str):
+    reason = _unavailable(fs)
+    return pytest.mark.skipif(reason is not None, reason=f"{fs}: {reason}")
+
+
+def leftovers(tmp: Path) -> list[str]:
+    """Anything of ours still attached, mounted or registered."""
+    found = []
+    losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    found += [f"loop: {ln}" for ln in losetup.splitlines() if "dioconf-" in ln]
+    mounts = Path("/proc/mounts").read_text()
+    found += [f"mount: {ln}" for ln in mounts.splitlines() if "dioconf-" in ln]
+    for root in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
+        inst = root / "instances"
+        if inst.is_dir():
+            found += [f"tracefs instance {p.name}" for p in inst.iterdir()
+                      if p.name.startswith("dioconf-")]  # fmt: skip
+    found += [f"temp dir {p}" for p in tmp.glob("dioconf-*")]
+    return found
+
+
+@pytest.mark.parametrize("fs", [pytest.param(fs, marks=needs(fs)) for fs in fixture.FILESYSTEMS])
+def test_fresh_recordings_replay_without_divergence(fs, tmp_path):
+    """A short fresh run on each filesystem: sub-block writes, async I/O, O_DSYNC and a
+    random workload; every syscall check passes and every trace conforms."""
+    from dioconf.impl.kernel.record import random_scenario
+
+    runs = [SCENARIOS[n] for n in ("subblock-writes", "async-rw", "dsync-cache-off")]
+    runs.append(random_scenario(7, 25))
+    for scenario in runs:
+        rec = record_scenario(fs, scenario, tmp_path / fs)
+        assert not rec.failed_checks, (scenario.name, rec.failed_checks)
+        assert rec.traces, f"{scenario.name} recorded no direct I/O on {fs}"
+        for path in rec.traces:
+            result = replay_file(str(path))
+            assert result.ok, (path, result.divergence)
+    assert leftovers(Path("/tmp")) == []
+
+
+@needs("ext4")
+def test_record_an_external_command_and_replay_it(tmp_path):
+    """dioconf record --fs ext4 -- sh -c '...': the trace replays with exit 0."""
+    out = tmp_path / "rec"
+    cmd = (
+        "dd if=/dev/zero of=$DIOCONF_MNT/f bs=4k count=8 oflag=direct status=none && "
+        "dd if=$DIOCONF_MNT/f of=/dev/null bs=16k iflag=direct status=none"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dioconf.cli", "record", "--fs", "ext4", "--out", str(out),
+         "--", "sh", "-c", cmd],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    traces = sorted(out.rglob("*.jsonl"))
+    assert traces, proc.stdout
+    replay = subprocess.run(
+        [sys.executable, "-m", "dioconf.cli", "replay", *map(str, traces)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stdout
+    assert replay.stdout.strip().splitlines()[-1] == f"{len(traces)} passed, 0 failed"
+
+
+@needs("btrfs")
+def test_a_failing_command_is_reported(tmp_path):
+    rec = record_command("btrfs", ["sh", "-c", "exit 3"], tmp_path)
+    assert [c.what for c in rec.failed_checks] == ["command exit status 3"]
+
+
+@needs("ext4")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_recording_leaves_nothing_behind(sig, code, tmp_path):
+    """The recorded command signals that the filesystem is mounted and traced by
+    creating a file; then the recorder is interrupted. It must unmount, detach the
+    loop device, remove the tracefs instance and its temporary files."""
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dioconf.cli", "record", "--fs", "ext4",
+         "--out", str(tmp_path / "out"), "--", "sh", "-c", f"touch {ready}; exec sleep 600"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        while not ready.exists():  # wait for the condition, not for a time
+            if proc.poll() is not None:
+                pytest.fail(f"recorder exited early: {proc.stdout.read()}")
+            os.sched_yield()
+        assert leftovers(Path("/tmp")), "nothing was set up before the signal"
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, output
+    assert "interrupted" in output
+    assert leftovers(Path("/tmp")) == []
+    assert subprocess.run(["pgrep", "-f", f"touch {ready}"], capture_output=True).returncode
+
+
+def test_without_root_the_recorder_says_so_in_one_sentence(monkeypatch, capsys):
+    monkeypatch.setattr(fixture.os, "geteuid", lambda: 1000)
+    assert main(["record", "--fs", "xfs"]) == 2
+    out = capsys.readouterr().out.strip()
+    assert out == "dioconf record: recording needs root (to attach loop devices and mount)."
+
+
+def test_missing_mkfs_is_named(monkeypatch, capsys):
+    real = shutil.which
+    monkeypatch.setattr(fixture.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(fixture.shutil, "which", lambda n: None if n == "mkfs.btrfs" else real(n))
+    monkeypatch.setattr(fixture.Path, "exists", lambda self: True)
+    assert main(["record", "--fs", "btrfs"]) == 2
+    assert "mkfs.btrfs is not installed (Debian package btrfs-progs)" in capsys.readouterr().out
