@@ -193,18 +193,29 @@ def main(args: object) -> int:
         ok = True
         for fs in filesystems:
             target = Path(a.out) / fs
+            jobs: list[Scenario | None] = []  # None: the external command
             if command:
-                recs = [record_command(fs, command, target, a.name)]
+                jobs.append(None)
             elif a.random is not None:
-                recs = [record_scenario(fs, random_scenario(a.random, a.ops), target)]
+                jobs.append(random_scenario(a.random, a.ops))
             else:
-                names = a.scenario or [n for n, s in SCENARIOS.items() if fs in s.filesystems]
-                recs = []
-                for name in names:
-                    recs.append(record_scenario(fs, SCENARIOS[name], target))
-                    ok &= _report(recs[-1], not a.no_replay, out)
-                continue
-            for rec in recs:
+                for name in a.scenario or list(SCENARIOS):
+                    if fs in SCENARIOS[name].filesystems:
+                        jobs.append(SCENARIOS[name])
+                    elif a.scenario:
+                        out(f"{fs:5} {name}: skipped (not a scenario for {fs})")
+            for job in jobs:
+                try:
+                    if job is None:
+                        rec = record_command(fs, command, target, a.name)
+                    else:
+                        rec = record_scenario(fs, job, target)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    # the fixtures have cleaned up; say what failed and go on
+                    what = job.name if job else a.name
+                    out(f"{fs:5} {what}: ERROR {type(exc).__name__}: {exc}")
+                    ok = False
+                    continue
                 ok &= _report(rec, not a.no_replay, out)
         return 0 if ok else 1
     except KernelUnavailable as exc:

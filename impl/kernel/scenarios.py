@@ -52,14 +52,19 @@ def holes(w: Workload) -> None:
     w.buffered_write(F, 256 * KIB, 8 * KIB)
     w.pread(F, 0, 64 * KIB, expect=64 * KIB)
     w.pread(F, 248 * KIB, 24 * KIB, expect=24 * KIB)
+    w.expect_extent(F, 0, mapped=False)
+    w.expect_extent(F, 256 * KIB, unwritten=False)
 
 
 def unwritten(w: Workload) -> None:
     """fallocate'd (unwritten) extents: reads return zeros; writes convert them."""
     w.fallocate(F, 0, 256 * KIB)
+    w.expect_extent(F, 4 * KIB, unwritten=True)
     w.pread(F, 0, 16 * KIB, expect=16 * KIB)
     w.pwrite(F, 4 * KIB, 8 * KIB, expect=8 * KIB)
     w.pread(F, 0, 16 * KIB, expect=16 * KIB)
+    w.expect_extent(F, 4 * KIB, unwritten=False)  # converted at completion (end_io)
+    w.expect_extent(F, 64 * KIB, unwritten=True)
 
 
 def subblock_writes(w: Workload) -> None:
@@ -132,8 +137,11 @@ def reflink_cow(w: Workload) -> None:
     """A reflinked (shared) file: an O_DIRECT overwrite must copy on write (SHARED)."""
     w.buffered_write("src", 0, 64 * KIB)
     w.reflink("src", F)
+    w.expect_extent(F, 8 * KIB, shared=True)
     w.pwrite(F, 8 * KIB, 8 * KIB, expect=8 * KIB)
     w.pread(F, 0, 32 * KIB, expect=32 * KIB)
+    w.expect_extent(F, 8 * KIB, shared=False)  # remapped at completion
+    w.expect_extent(F, 32 * KIB, shared=True)
 
 
 def faulting_buffers(w: Workload) -> None:

@@ -271,6 +271,28 @@ class Workload:
             self.checks.append(Check(f"{name}: contents read back", same))
         return self.checks
 
+    def expect_extent(
+        self, name: str, pos: int, *, mapped: bool = True, unwritten: bool | None = None,
+        shared: bool | None = None,
+    ) -> None:  # fmt: skip
+        """Check (FIEMAP, after a sync) the extent state of the byte at ``pos``."""
+        os.fsync(self.open(name))
+        ext = next(
+            (e for e in self.fiemap(name) if e["logical"] <= pos < e["logical"] + e["length"]),
+            None,
+        )
+        what = f"{name}: FIEMAP at {pos}"
+        if not mapped:
+            self.checks.append(Check(f"{what} is a hole", ext is None, str(ext)))
+            return
+        ok = ext is not None
+        if ok and unwritten is not None:
+            ok = ext["unwritten"] == unwritten
+        if ok and shared is not None:
+            ok = ext["shared"] == shared
+        want = f"mapped, unwritten={unwritten}, shared={shared}"
+        self.checks.append(Check(f"{what}: {want}", ok, str(ext)))
+
     def fiemap(self, name: str) -> list[dict[str, Any]]:
         """The file's extents (logical, physical, length, unwritten, shared)."""
         fd = self.open(name)
