@@ -53,12 +53,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if r.ok:
                 print(f"PASS    {r.path} ({r.requests} requests, {r.events} events)")
                 continue
-            d = r.divergence
-            assert d is not None
-            print(f"DIVERGE {r.path}:{d.line} request {d.req}")
-            print(f"    trace says:     {d.trace_says}")
-            print(f"    model predicts: {d.model_predicts}")
-            print(f"    seed rule:      {d.rule}")
+            assert r.divergence is not None
+            print("\n".join(r.divergence.report()))
         for e in invalid:
             print(f"INVALID {e}", file=sys.stderr)
         print(f"{passed} passed, {failed} failed")

@@ -50,6 +50,16 @@ class Divergence:
     model_predicts: str
     rule: str
 
+    def report(self, indent: str = "") -> list[str]:
+        """The human-readable report: where, what the trace says, what the model
+        predicts and the seed rule behind the prediction."""
+        return [
+            f"{indent}DIVERGE {self.path}:{self.line} request {self.req}",
+            f"{indent}    trace says:     {self.trace_says}",
+            f"{indent}    model predicts: {self.model_predicts}",
+            f"{indent}    seed rule:      {self.rule}",
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,

@@ -157,12 +157,9 @@ def _report(rec: Recording, replay: bool, out: Callable[[str], None]) -> bool:
             out(f"      PASS    {path}")
             continue
         ok = False
-        d = r.divergence
-        assert d is not None
-        out(f"      DIVERGE {path}:{d.line} request {d.req}")
-        out(f"          trace says:     {d.trace_says}")
-        out(f"          model predicts: {d.model_predicts}")
-        out(f"          seed rule:      {d.rule}")
+        assert r.divergence is not None
+        for line in r.divergence.report(indent="      "):
+            out(line)
     return ok
 
 
