@@ -1,0 +1,1 @@
+"""Reference filesystems: callback sets for the implementation's engines."""

@@ -1,0 +1,194 @@
+"""Shared machinery of the reference filesystems: a block map per inode, an allocator,
+and metadata that survives a crash only once it was synced.
+
+Metadata here means: which device block backs each file block and in what state
+(written, unwritten, shared), and i_size. Every change goes to the in-memory copy;
+``fsync`` (or any commit) flushes the device and then makes a copy of it durable.
+``crash`` brings back the durable copy, as journal replay would.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from ..api import (
+    EAGAIN,
+    ENOSPC,
+    F_NEW,
+    F_SHARED,
+    HOLE,
+    MAPPED,
+    UNWRITTEN,
+    DioError,
+    Inode,
+    Iomap,
+)
+
+WRITTEN, PREALLOC, SHARED = "written", "unwritten", "shared"
+
+
+@dataclass
+class FileMeta:
+    size: int = 0
+    blocks: dict[int, tuple[int, str]] = field(default_factory=dict)  # file blk -> (dev blk, state)
+
+
+@dataclass
+class Meta:
+    files: dict[int, FileMeta] = field(default_factory=dict)
+    free: list[int] = field(default_factory=list)  # freed device blocks, reused first
+    next_block: int = 0  # bump allocator
+    refs: dict[int, int] = field(default_factory=dict)  # dev blk -> owners (reflink)
+
+
+class ExtentFs:
+    """A filesystem over a device: block map, allocation, durability of metadata."""
+
+    name = "extent"
+
+    def __init__(self, device: object, block_size: int = 4096, first_block: int = 16) -> None:
+        self.device = device
+        self.block_size = block_size
+        self.meta = Meta(next_block=first_block)
+        self.durable = copy.deepcopy(self.meta)
+        self.inodes: dict[int, Inode] = {}
+        self.capacity = device.size // block_size  # type: ignore[attr-defined]
+
+    # -- files --------------------------------------------------------------------
+
+    def create(self) -> Inode:
+        ino = max(self.meta.files, default=0) + 1
+        self.meta.files[ino] = FileMeta()
+        self.inodes[ino] = Inode(ino)
+        return self.inodes[ino]
+
+    def file(self, inode: Inode) -> FileMeta:
+        return self.meta.files[inode.ino]
+
+    def sync_size(self, inode: Inode) -> None:
+        """Keep the metadata's i_size equal to the inode's (after the engine moved it)."""
+        self.file(inode).size = inode.size
+
+    def truncate(self, inode: Inode, size: int) -> None:
+        f = self.file(inode)
+        bs = self.block_size
+        for blk in [b for b in f.blocks if b * bs >= size]:
+            self._release(f.blocks.pop(blk)[0])
+        f.size = inode.size = size
+
+    def fallocate(self, inode: Inode, pos: int, length: int, keep_size: bool = False) -> None:
+        f = self.file(inode)
+        for blk in self._blocks(pos, length):
+            if blk not in f.blocks:
+                f.blocks[blk] = (self._alloc(), PREALLOC)
+        if not keep_size and pos + length > f.size:
+            f.size = inode.size = pos + length
+
+    def punch(self, inode: Inode, pos: int, length: int) -> None:
+        f = self.file(inode)
+        for blk in self._blocks(pos, length):
+            if blk in f.blocks:
+                self._release(f.blocks.pop(blk)[0])
+
+    def fsync(self, inode: Inode | None = None, pos: int = 0, length: int = 0) -> int:
+        """Data and metadata made durable: flush the device, then commit."""
+        for ino, f in self.meta.files.items():
+            f.size = self.inodes[ino].size
+        self.device.flush()  # type: ignore[attr-defined]
+        self.durable = copy.deepcopy(self.meta)
+        return 0
+
+    def crash(self) -> None:
+        """After a power failure: the device keeps what was durable, and so does the
+        metadata (journal replay)."""
+        self.device.crash()  # type: ignore[attr-defined]
+        self.meta = copy.deepcopy(self.durable)
+        for ino, f in self.meta.files.items():
+            self.inodes.setdefault(ino, Inode(ino)).size = f.size
+        for ino in [i for i in self.inodes if i not in self.meta.files]:
+            del self.inodes[ino]
+
+    # -- allocation -----------------------------------------------------------------
+
+    def _blocks(self, pos: int, length: int) -> range:
+        bs = self.block_size
+        return range(pos // bs, (pos + length + bs - 1) // bs)
+
+    def _alloc(self) -> int:
+        m = self.meta
+        if m.free:
+            blk = m.free.pop()
+        elif m.next_block < self.capacity:
+            blk = m.next_block
+            m.next_block += 1
+        else:
+            raise DioError(ENOSPC, "device full")
+        m.refs[blk] = 1
+        return blk
+
+    def _release(self, blk: int) -> None:
+        refs = self.meta.refs
+        refs[blk] = refs.get(blk, 1) - 1
+        if refs[blk] <= 0:
+            del refs[blk]
+            self.meta.free.append(blk)
+
+    # -- iomap --------------------------------------------------------------------
+
+    def extent_at(self, inode: Inode, pos: int, length: int) -> Iomap:
+        """The longest run from ``pos`` of one state and contiguous device blocks."""
+        f = self.file(inode)
+        bs = self.block_size
+        first = pos // bs
+        last = (pos + length - 1) // bs
+        cur = f.blocks.get(first)
+        blk = first + 1
+        while blk <= last:
+            nxt = f.blocks.get(blk)
+            if cur is None:
+                if nxt is not None:
+                    break
+            elif nxt is None or nxt[1] != cur[1] or nxt[0] != cur[0] + (blk - first):
+                break
+            blk += 1
+        offset, end = first * bs, blk * bs
+        if cur is None:
+            return Iomap(offset, end - offset, HOLE)
+        typ = UNWRITTEN if cur[1] == PREALLOC else MAPPED
+        flags = frozenset({F_SHARED}) if cur[1] == SHARED else frozenset()
+        return Iomap(offset, end - offset, typ, flags, cur[0] * bs)
+
+    def allocate_for_write(self, inode: Inode, pos: int, length: int, flags: frozenset[str],
+                           state: str) -> Iomap:  # fmt: skip
+        """Allocate the holes of [pos, pos+length) in ``state``; the mapping is NEW."""
+        if "NOWAIT" in flags or "OVERWRITE_ONLY" in flags:
+            raise DioError(EAGAIN, "allocation needed")
+        f = self.file(inode)
+        bs = self.block_size
+        first = pos // bs
+        blk = first
+        last = (pos + length - 1) // bs
+        start_dev = None
+        while blk <= last and blk not in f.blocks:
+            dev = self._alloc()
+            if start_dev is not None and dev != start_dev + (blk - first):
+                self._release(dev)  # not contiguous: stop the extent here
+                break
+            start_dev = dev if start_dev is None else start_dev
+            f.blocks[blk] = (dev, state)
+            blk += 1
+        assert start_dev is not None
+        typ = UNWRITTEN if state == PREALLOC else MAPPED
+        return Iomap(first * bs, (blk - first) * bs, typ, frozenset({F_NEW}), start_dev * bs)
+
+    def convert(self, inode: Inode, pos: int, size: int) -> None:
+        """Unwritten blocks of [pos, pos+size) become written."""
+        f = self.file(inode)
+        for blk in self._blocks(pos, size):
+            if blk in f.blocks and f.blocks[blk][1] == PREALLOC:
+                f.blocks[blk] = (f.blocks[blk][0], WRITTEN)
+
+    def extend(self, inode: Inode, pos: int, size: int) -> None:
+        if pos + size > inode.size:
+            inode.size = self.file(inode).size = pos + size
