@@ -96,6 +96,8 @@ def iomap_dio_rw(
     length = len(buf)
     if tr:
         tr.begin(req, op, iocb, length, done_before, dio_flags, inode)
+        if buf.fault_at is not None:
+            tr.fault(req, buf.fault_at)
     if length == 0:
         return _early(env, inode, iocb, req, 0)
     dio = Dio(env, inode, iocb, buf, req, done_before,
