@@ -139,6 +139,9 @@ def iomap_dio_rw(
                 if ret != EAGAIN:
                     ret = EAGAIN if "ATOMIC" in iocb.flags else ENOTBLK
                 return _early(env, inode, iocb, req, ret)
+    start = getattr(env.fs, "dio_start", None)
+    if start is not None:  # the filesystem's per-request private data (e.g. btrfs dio_data)
+        start(inode)
     ret = _iterate(dio, op, frozenset(iflags), dio_flags)
     return _finish_submission(dio, ret, dio_flags)
 

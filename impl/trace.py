@@ -16,10 +16,12 @@ class TraceRecorder:
     """Collects events in the order they take effect; thread-safe."""
 
     def __init__(self, engine: str, geometry: dict[str, Any], *, fs: str | None = None,
+                 profile: str | None = None,
                  note: str = "recorded by the dioconf implementation") -> None:  # fmt: skip
         self.header: dict[str, Any] = {
             "format": "dioconf-trace", "version": 1, "engine": engine, "geometry": geometry,
-            "source": "impl", **({"fs": fs} if fs else {}), "note": note,
+            "source": "impl", **({"fs": fs} if fs else {}),
+            **({"profile": profile} if profile else {}), "note": note,
         }  # fmt: skip
         self.events: list[dict[str, Any]] = []
         self.lock = threading.RLock()

@@ -61,7 +61,10 @@ class World:
             "write_cache": device.write_cache,
             "fua": device.fua,
         }
-        self.trace = TraceRecorder("iomap", geometry, fs=self.fs.name) if record else None
+        profile = getattr(self.fs, "profile", None)
+        self.trace = (
+            TraceRecorder("iomap", geometry, fs=self.fs.name, profile=profile) if record else None
+        )
         self.env = DioEnv(
             fs=self.fs, sched=self.sched, lbs=device.logical_block_size,
             write_cache=device.write_cache, fua=device.fua, page_size=page_size,

@@ -1,0 +1,183 @@
+"""Copy-on-write reference filesystems.
+
+``ReflinkFs`` (xfs-like reflink): ``reflink`` shares blocks between files. A direct
+write over shared blocks gets new blocks staged in a COW fork and a mapping flagged
+IOMAP_F_SHARED; ``end_io`` (IOMAP_DIO_COW) remaps the file onto them and releases the
+old ones. A sub-block write over shared blocks falls back to buffered I/O (-ENOTBLK),
+as xfs does for unaligned COW writes.
+
+``BtrfsLikeFs`` (after btrfs-direct-io.c): every write goes to new blocks (always
+COW); misaligned direct I/O and compressed or inline extents fall back to buffered
+I/O (-ENOTBLK; -EAGAIN under NOWAIT); ``submit_io`` counts the bytes submitted and
+``iomap_end`` returns -ENOTBLK when a mapping was not fully submitted
+(btrfs_dio_iomap_end).
+"""
+
+from __future__ import annotations
+
+from ..api import (
+    EAGAIN,
+    ENOTBLK,
+    F_NEW,
+    F_SHARED,
+    HOLE,
+    MAPPED,
+    Bio,
+    DioError,
+    Inode,
+    Iomap,
+)
+from .base import SHARED, WRITTEN, ExtentFs
+
+
+class ReflinkFs(ExtentFs):
+    name = "reflink"
+
+    def __init__(self, device: object, block_size: int = 4096, first_block: int = 16) -> None:
+        super().__init__(device, block_size, first_block)
+        self.cow_fork: dict[tuple[int, int], int] = {}  # (ino, file blk) -> staged dev blk
+
+    def reflink(self, src: Inode, dst: Inode) -> None:
+        """dst becomes a copy of src that shares its blocks."""
+        s, d = self.file(src), self.file(dst)
+        for blk in list(d.blocks):
+            self._release(d.blocks.pop(blk)[0])
+        for blk, (dev, state) in s.blocks.items():
+            shared = SHARED if state in (WRITTEN, SHARED) else state
+            s.blocks[blk] = (dev, shared)
+            d.blocks[blk] = (dev, shared)
+            self.meta.refs[dev] = self.meta.refs.get(dev, 1) + 1
+        d.size = dst.size = src.size
+
+    def iomap_begin(self, inode: Inode, pos: int, length: int, flags: frozenset[str]) -> Iomap:
+        m = self.extent_at(inode, pos, length)
+        if "WRITE" not in flags:
+            return m
+        if m.type == HOLE:
+            return self.allocate_for_write(inode, pos, m.end - pos, flags, WRITTEN)
+        if F_SHARED not in m.flags:
+            return m
+        bs = self.block_size
+        if (pos | length) & (bs - 1):
+            raise DioError(ENOTBLK, "unaligned write over shared blocks: buffered fallback")
+        if "NOWAIT" in flags:
+            raise DioError(EAGAIN, "copy on write needs allocation")
+        first = pos // bs
+        staged = self._stage(inode, first, min(m.end, pos + length) // bs - first)
+        return Iomap(first * bs, len(staged) * bs, MAPPED, frozenset({F_SHARED, F_NEW}),
+                     staged[0] * bs)  # fmt: skip
+
+    def _stage(self, inode: Inode, first: int, count: int) -> list[int]:
+        """New, contiguous device blocks for file blocks from ``first`` (as many of
+        ``count`` as come contiguous), held in the COW fork until end_io."""
+        staged: list[int] = []
+        for _ in range(count):
+            dev = self._alloc()
+            if staged and dev != staged[0] + len(staged):
+                self._release(dev)
+                break
+            staged.append(dev)
+        for i, dev in enumerate(staged):
+            self.cow_fork[(inode.ino, first + i)] = dev
+        return staged
+
+    def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
+        if "WRITE" not in flags:
+            return error
+        if "COW" in flags:
+            self._remap(inode, pos, size if not error else 0)
+        if error or not size:
+            return error
+        if "UNWRITTEN" in flags:
+            self.convert(inode, pos, size)
+        self.extend(inode, pos, size)
+        return 0
+
+    def _remap(self, inode: Inode, pos: int, size: int) -> None:
+        """Move the written part of the COW fork into the file; cancel the rest."""
+        f = self.file(inode)
+        bs = self.block_size
+        done = range(pos // bs, (pos + size) // bs) if size else range(0)
+        for key in [k for k in self.cow_fork if k[0] == inode.ino]:
+            dev = self.cow_fork.pop(key)
+            blk = key[1]
+            if blk in done:
+                old = f.blocks.get(blk)
+                f.blocks[blk] = (dev, WRITTEN)
+                if old is not None:
+                    self._release(old[0])
+            else:
+                self._release(dev)
+        self._unshare_singles()
+
+    def _unshare_singles(self) -> None:
+        for f in self.meta.files.values():
+            for blk, (dev, state) in f.blocks.items():
+                if state == SHARED and self.meta.refs.get(dev, 1) <= 1:
+                    f.blocks[blk] = (dev, WRITTEN)
+
+    def crash(self) -> None:
+        self.cow_fork.clear()
+        super().crash()
+
+
+class BtrfsLikeFs(ReflinkFs):
+    name = "btrfs-like"
+    profile = "seed-btrfs"  # traces replay with the btrfs glue (btrfs_dio_iomap_end)
+
+    def __init__(self, device: object, block_size: int = 4096, first_block: int = 16) -> None:
+        super().__init__(device, block_size, first_block)
+        self.special: dict[tuple[int, int], str] = {}  # (ino, blk) -> "compressed"/"inline"
+        self.submitted: dict[int, int] = {}  # ino -> bytes submitted (dio_data->submitted)
+
+    def mark(self, inode: Inode, pos: int, length: int, kind: str) -> None:
+        """Make [pos, pos+length) a compressed or inline extent (direct I/O falls back)."""
+        for blk in self._blocks(pos, length):
+            self.special[(inode.ino, blk)] = kind
+
+    def iomap_begin(self, inode: Inode, pos: int, length: int, flags: frozenset[str]) -> Iomap:
+        bs = self.block_size
+        if (inode.ino, pos // bs) in self.special:
+            # btrfs_dio_iomap_begin: the extent at pos is compressed/inline: not for dio
+            raise DioError(EAGAIN if "NOWAIT" in flags else ENOTBLK, "compressed/inline extent")
+        # the mapping ends where a compressed/inline extent begins
+        stop = next(
+            (b * bs for b in self._blocks(pos, length) if (inode.ino, b) in self.special),
+            pos + length,
+        )
+        length = stop - pos
+        if "WRITE" not in flags:
+            return self.extent_at(inode, pos, length)
+        if (pos | length) & (bs - 1):
+            raise DioError(ENOTBLK, "misaligned: check_direct_IO sends it to buffered I/O")
+        if "NOWAIT" in flags:
+            raise DioError(EAGAIN, "a COW write allocates")
+        # always COW: new blocks for the whole range, remapped at completion
+        f = self.file(inode)
+        first = pos // bs
+        staged = self._stage(inode, first, (pos + length) // bs - first)
+        shared = any(f.blocks.get(first + i) is not None for i in range(len(staged)))
+        flags_out = frozenset({F_NEW} | ({F_SHARED} if shared else set()))
+        return Iomap(first * bs, len(staged) * bs, MAPPED, flags_out, staged[0] * bs)
+
+    def dio_start(self, inode: Inode) -> None:
+        """A request begins (btrfs_dio_read/write: a fresh struct btrfs_dio_data)."""
+        self.submitted[inode.ino] = 0
+
+    def submit_io(self, inode: Inode, bio: Bio, pos: int, sched: object) -> None:
+        self.submitted[inode.ino] = self.submitted.get(inode.ino, 0) + bio.length
+        sched.submit(bio)  # type: ignore[attr-defined]
+
+    def iomap_end(self, inode: Inode, pos: int, length: int, written: int,
+                  flags: frozenset[str], iomap: Iomap) -> int:  # fmt: skip
+        if "WRITE" not in flags and iomap.type == HOLE:
+            return 0
+        if self.submitted.get(inode.ino, 0) < length:
+            return ENOTBLK
+        return 0
+
+    def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
+        self.submitted.pop(inode.ino, None)
+        if "WRITE" in flags:
+            flags = flags | {"COW"}  # every btrfs write is a COW remap
+        return super().end_io(inode, pos, size, error, flags)
