@@ -74,6 +74,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.replay import run
 
         doc = run(events=args.events)
+    elif args.what == "impl":
+        from .bench.impl import run as run_impl
+
+        doc = run_impl()
     else:  # pragma: no cover - argparse restricts choices
         raise AssertionError(args.what)
     if args.json:
@@ -125,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_record)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
-    b.add_argument("what", choices=["replay"], help="what to measure")
+    b.add_argument("what", choices=["replay", "impl"], help="what to measure")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--events", type=int, default=120_000, help="events in the generated trace")
     b.set_defaults(func=cmd_bench)

@@ -376,6 +376,8 @@ def _bio_end(dio: Dio, bio: Bio) -> None:
         return
     if dio.error:
         dio.flags.add("COMP_WORK")
+    if dio.env.trace:
+        dio.env.trace.cached_pages(dio.req, dio.inode.cached_pages > 0)
     if "WRITE" in dio.flags and "COMP_WORK" not in dio.flags:
         if dio.inode.cached_pages:
             dio.flags.add("COMP_WORK")

@@ -24,6 +24,7 @@ class TraceRecorder:
             **({"profile": profile} if profile else {}), "note": note,
         }  # fmt: skip
         self.events: list[dict[str, Any]] = []
+        self.begins: dict[int, dict[str, Any]] = {}  # req -> its begin event
         self.lock = threading.RLock()
 
     def _add(self, ev: dict[str, Any]) -> None:
@@ -38,9 +39,19 @@ class TraceRecorder:
                   "done_before": done_before,
                   "iocb": [f for f in IOCB if f in iocb.flags],
                   "dio": sorted(dio), "sync": iocb.is_sync}  # fmt: skip
-            if inode.cached_pages:
-                ev["cached_pages"] = True
+            self.begins[req] = ev
             self._add(ev)
+
+    def cached_pages(self, req: int, cached: bool) -> None:
+        """begin.cached_pages means: the file has cached pages when the request
+        completes (what iomap_dio_done reads), so it is set then."""
+        with self.lock:
+            ev = self.begins.get(req)
+            if ev is not None:
+                if cached:
+                    ev["cached_pages"] = True
+                else:
+                    ev.pop("cached_pages", None)
 
     def input(self, req: int, ev: str, **fields: Any) -> None:
         self._add({"ev": ev, "req": req, **fields})

@@ -44,7 +44,11 @@ class World:
         schedule: Schedule = in_order,
         record: bool = True,
         page_size: int = 4096,
+        engine: str = "iomap",
     ) -> None:
+        if engine not in ("iomap", "legacy"):
+            raise ValueError(f"engine must be 'iomap' or 'legacy', got {engine!r}")
+        self.engine = engine
         if device is None:
             from .device import ImageDevice
 
@@ -63,7 +67,7 @@ class World:
         }
         profile = getattr(self.fs, "profile", None)
         self.trace = (
-            TraceRecorder("iomap", geometry, fs=self.fs.name, profile=profile) if record else None
+            TraceRecorder(engine, geometry, fs=self.fs.name, profile=profile) if record else None
         )
         self.env = DioEnv(
             fs=self.fs, sched=self.sched, lbs=device.logical_block_size,
@@ -96,8 +100,17 @@ class World:
             ubuf.fault(fault_at)
         completed: list[int] = []
         iocb = Kiocb(pos, frozenset(flags), None if sync else completed.append)
-        ret = iomap_dio_rw(self.env, inode, iocb, ubuf, op, frozenset(dio), done_before,
-                           self.req)  # fmt: skip
+        if self.engine == "legacy":
+            if done_before:
+                raise ValueError("__blockdev_direct_IO has no done_before")
+            from .legacy_dio import blockdev_direct_io
+
+            # the filesystem's own flags to __blockdev_direct_IO (e.g. ext2's DIO_SKIP_HOLES)
+            flags_ = frozenset(dio) | getattr(self.fs, "dio_flags", frozenset())
+            ret = blockdev_direct_io(self.env, inode, iocb, ubuf, op, flags_, self.req)
+        else:
+            ret = iomap_dio_rw(self.env, inode, iocb, ubuf, op, frozenset(dio), done_before,
+                               self.req)  # fmt: skip
         queued = ret == EIOCBQUEUED
         if queued and settle:
             self.sched.drain() if self.sched.threaded else self.sched.wait(lambda: bool(completed))
@@ -107,16 +120,21 @@ class World:
     def pwrite(self, inode: Inode, pos: int, data: bytes, *, flags: Iterable[str] = (),
                dio: Iterable[str] = (), sync: bool = True, fault_at: int | None = None,
                done_before: int = 0, settle: bool = True) -> Result:  # fmt: skip
-        """A direct write; ``settle`` waits for an async request to complete."""
-        return self._rw("write", inode, pos, bytearray(data), flags, dio, sync, fault_at,
-                        done_before, settle)  # fmt: skip
+        """A direct write; ``settle`` waits for an async request to complete. A
+        bytearray is used as the user buffer as it is (no copy)."""
+        buf = data if isinstance(data, bytearray) else bytearray(data)
+        return self._rw("write", inode, pos, buf, flags, dio, sync, fault_at, done_before,
+                        settle)  # fmt: skip
 
     def pread(self, inode: Inode, pos: int, length: int, *, flags: Iterable[str] = (),
               dio: Iterable[str] = (), sync: bool = True, fault_at: int | None = None,
-              done_before: int = 0, settle: bool = True) -> Result:  # fmt: skip
-        buf = bytearray(length)
+              done_before: int = 0, settle: bool = True,
+              into: bytearray | None = None) -> Result:  # fmt: skip
+        """A direct read; ``into`` is the user buffer to fill (then ``data`` stays empty)."""
+        buf = bytearray(length) if into is None else into
         r = self._rw("read", inode, pos, buf, flags, dio, sync, fault_at, done_before, settle)
-        r.data = bytes(buf[: max(0, r.ret - done_before)])
+        if into is None:
+            r.data = bytes(buf[: max(0, r.ret - done_before)])
         return r
 
     def save_trace(self, path: str | Path) -> Path:

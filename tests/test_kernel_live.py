@@ -40,15 +40,18 @@ def leftovers(tmp: Path) -> list[str]:
     """Anything of ours still attached, mounted or registered."""
     found = []
     losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    found += [f"loop: {ln}" for ln in losetup.splitlines() if "dioconf-" in ln]
+    ours = ("dioconf-ext4-", "dioconf-xfs-", "dioconf-btrfs-", "dioconf-tracefs-")
+    found += [f"loop: {ln}" for ln in losetup.splitlines() if any(o in ln for o in ours)]
     mounts = Path("/proc/mounts").read_text()
-    found += [f"mount: {ln}" for ln in mounts.splitlines() if "dioconf-" in ln]
+    found += [f"mount: {ln}" for ln in mounts.splitlines() if any(o in ln for o in ours)]
     for root in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
         inst = root / "instances"
         if inst.is_dir():
             found += [f"tracefs instance {p.name}" for p in inst.iterdir()
                       if p.name.startswith("dioconf-")]  # fmt: skip
-    found += [f"temp dir {p}" for p in tmp.glob("dioconf-*")]
+    # the kernel fixture's own temporary directories (not other tests' files)
+    for prefix in ("dioconf-ext4-", "dioconf-xfs-", "dioconf-btrfs-", "dioconf-tracefs-"):
+        found += [f"temp dir {p}" for p in tmp.glob(prefix + "*")]
     return found
 
 

@@ -28,10 +28,38 @@ from ..api import (
 WRITTEN, PREALLOC, SHARED = "written", "unwritten", "shared"
 
 
+class BlockMap(dict[int, tuple[int, str]]):
+    """file block -> (device block, state); counts its changes, so that a cached
+    extent lookup knows when it is stale."""
+
+    version = 0
+
+    def __setitem__(self, key: int, value: tuple[int, str]) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: int) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, key: int, *default: tuple[int, str]) -> tuple[int, str]:  # type: ignore[override]
+        self.version += 1
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+
+RUN_WALK = 4096  # blocks an extent lookup walks at most (amortises, bounds the cost)
+
+
 @dataclass
 class FileMeta:
     size: int = 0
-    blocks: dict[int, tuple[int, str]] = field(default_factory=dict)  # file blk -> (dev blk, state)
+    blocks: BlockMap = field(default_factory=BlockMap)
+    # the last run found: (blocks.version, first blk, end blk, dev of first or None, state)
+    run: tuple[int, int, int, int | None, str] | None = None
 
 
 @dataclass
@@ -137,27 +165,41 @@ class ExtentFs:
     # -- iomap --------------------------------------------------------------------
 
     def extent_at(self, inode: Inode, pos: int, length: int) -> Iomap:
-        """The longest run from ``pos`` of one state and contiguous device blocks."""
+        """The longest run from ``pos`` (within the request) of one state and contiguous
+        device blocks. The run found is cached until the block map changes."""
         f = self.file(inode)
+        blocks = f.blocks
         bs = self.block_size
         first = pos // bs
         last = (pos + length - 1) // bs
-        cur = f.blocks.get(first)
-        blk = first + 1
-        while blk <= last:
-            nxt = f.blocks.get(blk)
-            if cur is None:
-                if nxt is not None:
-                    break
-            elif nxt is None or nxt[1] != cur[1] or nxt[0] != cur[0] + (blk - first):
-                break
-            blk += 1
-        offset, end = first * bs, blk * bs
-        if cur is None:
+        run = f.run
+        if run is None or run[0] != blocks.version or not run[1] <= first < run[2]:
+            run = self._walk(blocks, first, last)
+            f.run = run
+        _, start, end_blk, dev, state = run
+        end_blk = min(end_blk, last + 1)
+        offset, end = first * bs, end_blk * bs
+        if dev is None:
             return Iomap(offset, end - offset, HOLE)
-        typ = UNWRITTEN if cur[1] == PREALLOC else MAPPED
-        flags = frozenset({F_SHARED}) if cur[1] == SHARED else frozenset()
-        return Iomap(offset, end - offset, typ, flags, cur[0] * bs)
+        typ = UNWRITTEN if state == PREALLOC else MAPPED
+        flags = frozenset({F_SHARED}) if state == SHARED else frozenset()
+        return Iomap(offset, end - offset, typ, flags, (dev + first - start) * bs)
+
+    @staticmethod
+    def _walk(blocks: BlockMap, first: int, last: int) -> tuple[int, int, int, int | None, str]:
+        get = blocks.get
+        cur = get(first)
+        limit = max(last + 1, first + RUN_WALK)
+        blk = first + 1
+        if cur is None:
+            while blk < limit and get(blk) is None:
+                blk += 1
+            return (blocks.version, first, blk, None, "")
+        dev, state = cur
+        delta = dev - first  # a contiguous run has dev == blk + delta
+        while blk < limit and get(blk) == (blk + delta, state):
+            blk += 1
+        return (blocks.version, first, blk, dev, state)
 
     def allocate_for_write(self, inode: Inode, pos: int, length: int, flags: frozenset[str],
                            state: str) -> Iomap:  # fmt: skip
