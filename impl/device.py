@@ -200,6 +200,7 @@ class ImageDevice:
         self.write_cache, self.fua = bool(write_cache), bool(fua)
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._cached = IntervalSet()  # valid ranges of the overlay: the volatile writes
+        self._data = IntervalSet()  # ranges known to be data in the image: they stay data
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, self._res.release)
         self._closed = False
@@ -372,15 +373,22 @@ class ImageDevice:
             self._read_image(pos, view[pos - addr :])
 
     def _read_image(self, addr: int, view: memoryview) -> None:
-        """Durable contents into ``view``: one preadv per data extent, holes read stale."""
+        """Durable contents into ``view``: one preadv per data extent, holes read stale.
+
+        The image never gets a hole back, so the extents SEEK_DATA/SEEK_HOLE find are kept."""
         fd, end, pos = self._res.image_fd, addr + view.nbytes, addr
+        if self._data.covers(addr, end):
+            _full_read(fd, view, addr, self.path)
+            return
         while pos < end:
             data = min(self._seek_data(pos), end)
             if data > pos:
                 view[pos - addr : data - addr] = stale_range(pos, data)
             if data >= end:
                 break
-            pos = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            self._data.add(data, hole)
+            pos = min(hole, end)
             _full_read(fd, view[data - addr : pos - addr], data, self.path)
 
     def _seek_data(self, pos: int) -> int:
@@ -418,6 +426,7 @@ class ImageDevice:
         if not self.write_cache or (fua and self.fua):
             self._pad(addr, addr + view.nbytes)
             _full_write(self._res.image_fd, view, addr)
+            self._data.add(addr, addr + view.nbytes)
             if self._cached:
                 self._cached.remove(addr, addr + view.nbytes)
             return
@@ -437,7 +446,10 @@ class ImageDevice:
         for s, e in self._cached:
             self._pad(s, e)
             self._copy_overlay(s, e)
-        self._drop_overlay()
+            self._data.add(s, e)
+        # The overlay keeps its blocks: the next volatile writes overwrite them in place,
+        # which is faster than allocating (a crash or close frees them).
+        self._cached.clear()
 
     def _copy_overlay(self, start: int, end: int) -> None:
         """Copy overlay bytes ``[start, end)`` to the image, inside the kernel if it can."""
@@ -455,18 +467,14 @@ class ImageDevice:
             _full_write(dst, part, pos)
             pos += part.nbytes
 
-    def _drop_overlay(self) -> None:
-        """Forget the volatile writes and free the overlay's blocks."""
-        self._cached.clear()
-        os.ftruncate(self._res.overlay_fd, 0)
-        os.ftruncate(self._res.overlay_fd, self.size)
-
     def crash(self) -> None:
         """Power failure: every write that is not durable is lost; the device keeps working."""
         self._check_open()
         self.stats["crashes"] += 1
-        if self._cached:
-            self._drop_overlay()
+        self._cached.clear()
+        if self.write_cache:  # free the overlay's blocks
+            os.ftruncate(self._res.overlay_fd, 0)
+            os.ftruncate(self._res.overlay_fd, self.size)
 
     def volatile_ranges(self) -> list[tuple[int, int]]:
         """Ranges written (completed) but not yet durable, sorted and merged."""

@@ -29,6 +29,24 @@ class Result:
     data: bytes = b""  # what a read put into the user buffer (up to ret bytes)
 
 
+LOFF_MAX = (1 << 63) - 1
+
+
+def _check_request(op: str, pos: int, length: int, done_before: int, fault_at: int | None,
+                   page_size: int) -> None:  # fmt: skip
+    """Requests the kernel would refuse before any direct-I/O code runs."""
+    for name, value in (("pos", pos), ("done_before", done_before)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{op}: {name} must be a non-negative integer, got {value!r}")
+    if pos + length > LOFF_MAX:
+        raise ValueError(f"{op}: pos {pos} + length {length} overflows loff_t (2**63 - 1)")
+    if fault_at is not None and (fault_at < 0 or fault_at % page_size):
+        raise ValueError(
+            f"{op}: fault_at must be a non-negative multiple of the page size {page_size}, "
+            f"got {fault_at}"
+        )
+
+
 class World:
     def __init__(
         self,
@@ -94,6 +112,7 @@ class World:
     def _rw(self, op: str, inode: Inode, pos: int, buf: bytearray, flags: Iterable[str],
             dio: Iterable[str], sync: bool, fault_at: int | None, done_before: int,
             settle: bool) -> Result:  # fmt: skip
+        _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
         self.req += 1
         ubuf = UserBuffer(buf, self.page_size)
         if fault_at is not None:

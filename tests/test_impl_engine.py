@@ -220,3 +220,22 @@ def test_the_implementation_does_not_import_the_model():
                               if "model" in a.name.split(".")]  # fmt: skip
     assert offenders == []
     assert EIOCBQUEUED == -529
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"pos": -1}, "pos must be a non-negative integer"),
+        ({"pos": (1 << 63) - 10}, "overflows loff_t"),
+        ({"pos": 0, "fault_at": 100}, "multiple of the page size"),
+        ({"pos": 0, "done_before": -4}, "done_before must be a non-negative integer"),
+    ],
+)
+def test_bad_requests_get_one_clear_error(tmp_path, kw, message):
+    w = World(OverwriteFs, image=tmp_path / "img", size=16 << 20)
+    f = w.create()
+    pos = kw.pop("pos")
+    with pytest.raises(ValueError, match=message):
+        w.pwrite(f, pos, bytes(4096), **kw)
+    assert w.req == 0  # nothing was started
+    w.close()
