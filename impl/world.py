@@ -63,6 +63,7 @@ class World:
         record: bool = True,
         page_size: int = 4096,
         engine: str = "iomap",
+        page_cache: bool = False,
     ) -> None:
         if engine not in ("iomap", "legacy"):
             raise ValueError(f"engine must be 'iomap' or 'legacy', got {engine!r}")
@@ -93,19 +94,71 @@ class World:
             trace=self.trace, fsync=lambda inode, pos, n: self.fs.fsync(inode),
         )  # fmt: skip
         self.req = 0
+        self.pc = None
+        if page_cache:
+            from .pagecache import PageCache
+
+            self.pc = PageCache(self.fs, device, page_size).bind(self.env, fsync=True)
 
     # -- files --------------------------------------------------------------------
 
     def create(self) -> Inode:
         return self.fs.create()
 
-    def fsync(self, inode: Inode | None = None) -> None:
-        self.fs.fsync(inode)
+    def fsync(self, inode: Inode | None = None) -> int:
+        if self.pc is not None and inode is not None:
+            return self.pc.fsync(inode)
+        return self.fs.fsync(inode)
 
     def crash(self) -> None:
         """Power failure: bios in flight are lost, so is everything not durable."""
         self.sched.inflight.clear() if not self.sched.threaded else self.sched.drain()
+        if self.pc is not None:
+            self.pc.crash()
         self.fs.crash()
+
+    # -- system calls ---------------------------------------------------------------
+
+    def _need_pc(self) -> Any:
+        if self.pc is None:
+            raise ValueError("this World has no page cache (World(..., page_cache=True))")
+        return self.pc
+
+    def buffered_write(self, inode: Inode, pos: int, data: bytes) -> int:
+        return self._need_pc().buffered_write(inode, pos, data)
+
+    def buffered_read(self, inode: Inode, pos: int, length: int) -> bytes:
+        return self._need_pc().buffered_read(inode, pos, length)
+
+    def file_write(self, inode: Inode, pos: int, data: bytes, *, flags: Iterable[str] = (),
+                   fault_at: int | None = None) -> int:  # fmt: skip
+        """pwrite(2) on an O_DIRECT file descriptor: the filesystem's direct write,
+        with its fallbacks to buffered I/O. A filesystem with ``direct_write`` (the
+        btrfs-like one) decides itself; otherwise, as ext4_dio_write_iter: what direct
+        I/O did not write (-ENOTBLK, or a short count) goes through the page cache."""
+        own = getattr(self.fs, "direct_write", None)
+        if own is not None:
+            return int(own(self, inode, pos, data, frozenset(flags), fault_at))
+        ret = self.pwrite(inode, pos, data, flags=flags, fault_at=fault_at).ret
+        done = 0 if ret == -15 else ret  # ENOTBLK: nothing written directly
+        if done < 0 or done == len(data):
+            return done
+        return done + self.buffered_fallback(inode, pos + done, data[done:], flags)
+
+    def buffered_fallback(self, inode: Inode, pos: int, data: bytes,
+                          flags: Iterable[str] = ()) -> int:  # fmt: skip
+        """The rest of a direct write through the page cache, written back and
+        dropped so that the next direct read sees it (direct_write_fallback)."""
+        if "NOWAIT" in set(flags):
+            return -11  # EAGAIN: buffered I/O would block
+        pc = self._need_pc()
+        n = pc.buffered_write(inode, pos, data)
+        if n > 0:
+            err = pc.writeback(inode, pos, n)
+            if err < 0:
+                return err
+            pc.drop(inode, pos, n)
+        return n
 
     # -- direct I/O -------------------------------------------------------------------
 

@@ -92,3 +92,31 @@ def test_btrfs_like_fault_over_data_gives_a_short_result_through_iomap_end(world
     f = w.create()
     w.pwrite(f, 0, pattern(16 * KIB))
     assert w.pread(f, 0, 16 * KIB, dio={"PARTIAL"}, fault_at=0).ret == 0
+
+
+def test_btrfs_like_direct_write_retries_after_a_fault_with_done_before(tmp_path):
+    """btrfs_direct_write: the first attempt faults after 8 KiB (PARTIAL), the pages are
+    faulted in and the rest goes with done_before = 8192; the result is cumulative."""
+    w = World(BtrfsLikeFs, image=tmp_path / "img", size=64 << 20, page_cache=True)
+    f = w.create()
+    assert w.file_write(f, 0, pattern(16 * KIB), fault_at=8 * KIB) == 16 * KIB
+    begins = [e for e in w.trace.events if e["ev"] == "begin"]
+    assert [(b["pos"], b["len"], b["done_before"]) for b in begins] == [
+        (0, 16 * KIB, 0),
+        (8 * KIB, 8 * KIB, 8 * KIB),
+    ]
+    assert w.pread(f, 0, 16 * KIB).data == pattern(16 * KIB)
+    replays(w)
+    w.close()
+
+
+def test_btrfs_like_misaligned_write_falls_back_to_buffered(tmp_path):
+    w = World(BtrfsLikeFs, image=tmp_path / "img", size=64 << 20, page_cache=True)
+    f = w.create()
+    w.file_write(f, 0, pattern(8 * KIB))
+    assert w.file_write(f, 512, pattern(512, 5)) == 512
+    want = pattern(8 * KIB)[:512] + pattern(512, 5) + pattern(8 * KIB)[1024:]
+    assert w.pread(f, 0, 8 * KIB).data == want
+    assert w.file_write(f, 1024, pattern(512, 6), flags={"NOWAIT"}) == -11
+    replays(w)
+    w.close()

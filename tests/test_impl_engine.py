@@ -239,3 +239,19 @@ def test_bad_requests_get_one_clear_error(tmp_path, kw, message):
         w.pwrite(f, pos, bytes(4096), **kw)
     assert w.req == 0  # nothing was started
     w.close()
+
+
+@pytest.mark.parametrize("fs", FILESYSTEMS, ids=lambda f: f.name)
+def test_invalidation_failure_falls_back_to_buffered_io(tmp_path, fs):
+    """A page dirtied through mmap cannot be invalidated: iomap returns -ENOTBLK and the
+    write goes through the page cache instead (ext4_dio_write_iter's fallback)."""
+    w = World(fs, image=tmp_path / "img", size=64 << 20, page_cache=True)
+    f = w.create()
+    w.pwrite(f, 0, pattern(16 * KIB))
+    w.pc.mmap_dirty(f, 4 * KIB)
+    assert w.file_write(f, 0, pattern(8 * KIB, 3)) == 8 * KIB
+    assert [e["ret"] for e in w.trace.events if e["ev"] == "invalidate"] == [-16]
+    w.pc.unpin(f, 4 * KIB)
+    assert w.buffered_read(f, 0, 16 * KIB) == pattern(8 * KIB, 3) + pattern(16 * KIB)[8 * KIB :]
+    replays(w)
+    w.close()

@@ -15,8 +15,11 @@ I/O (-ENOTBLK; -EAGAIN under NOWAIT); ``submit_io`` counts the bytes submitted a
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..api import (
     EAGAIN,
+    EFAULT,
     ENOTBLK,
     F_NEW,
     F_SHARED,
@@ -160,6 +163,32 @@ class BtrfsLikeFs(ReflinkFs):
         flags_out = frozenset({F_NEW} | ({F_SHARED} if shared else set()))
         return Iomap(first * bs, len(staged) * bs, MAPPED, flags_out, staged[0] * bs)
 
+    def direct_write(self, world: Any, inode: Inode, pos: int, data: bytes,
+                     flags: frozenset[str], fault_at: int | None) -> int:  # fmt: skip
+        """btrfs_direct_write: direct I/O with a no-fault iterator, retried after
+        faulting the pages in while it makes progress (done_before is cumulative), the
+        rest through buffered I/O; NOWAIT never falls back."""
+        written, prev_left, fault = 0, 0, fault_at
+        while True:
+            r = world.pwrite(inode, pos + written, data[written:], flags=flags,
+                             dio={"PARTIAL"}, fault_at=fault, done_before=written)  # fmt: skip
+            ret = r.ret
+            if ret > 0:
+                written = ret  # iomap returns a cumulative value
+            left = len(data) - written
+            if left > 0 and (ret == EFAULT or ret > 0):
+                if left == prev_left:
+                    ret = ENOTBLK
+                else:
+                    fault = None  # fault_in_iov_iter_readable
+                    prev_left = left
+                    continue
+            break
+        if (ret < 0 and ret != ENOTBLK) or left == 0:
+            return ret if ret < 0 else written
+        n = world.buffered_fallback(inode, pos + written, data[written:], flags)
+        return n if n < 0 else written + n
+
     def dio_start(self, inode: Inode) -> None:
         """A request begins (btrfs_dio_read/write: a fresh struct btrfs_dio_data)."""
         self.submitted[inode.ino] = 0
@@ -170,6 +199,8 @@ class BtrfsLikeFs(ReflinkFs):
 
     def iomap_end(self, inode: Inode, pos: int, length: int, written: int,
                   flags: frozenset[str], iomap: Iomap) -> int:  # fmt: skip
+        if "DIRECT" not in flags:
+            return 0  # btrfs_dio_iomap_end belongs to the direct-I/O iomap_ops only
         if "WRITE" not in flags and iomap.type == HOLE:
             return 0
         if self.submitted.get(inode.ino, 0) < length:
