@@ -1,21 +1,16 @@
-"""A block device backed by a real sparse image file, with a volatile write cache.
+"""A block device on a real sparse image file, with a volatile write cache (dm-log-writes).
 
-`ImageDevice` behaves like a disk seen through dm-log-writes: a write completes into a
-volatile cache, a flush (REQ_PREFLUSH) makes every completed write durable, a FUA write is
-durable when it completes, and `crash` drops whatever is not durable. For an image ``PATH``:
-
-- ``PATH`` holds the durable contents: a sparse file of exactly ``size`` bytes;
-- ``PATH.dioconf`` is the sidecar (JSON: magic, version, size, logical_block_size); an
-  existing file without one is not opened;
-- ``PATH.cache`` is the overlay: a sparse file with the volatile writes at their device
-  offsets, valid where an `IntervalSet` says. It belongs to one open device; opening an
-  image discards a leftover one (it was not durable: as after a power failure).
-
-Never-written sectors read as `stale_sector` (``b"STALE!!!"`` and the sector number, 32
-times), so `find_stale` catches a read that exposes them. The image's holes are exactly
-the never-written ranges: a write into a hole block of the filesystem first fills the rest
-of that block with the stale pattern. The host's durability is not emulated: the image is
-written with buffered ``os.pwritev`` and fsynced by `ImageDevice.close`. Not thread-safe.
+A write completes into a volatile cache, a flush (REQ_PREFLUSH) makes every completed write
+durable, a FUA write is durable when it completes, `crash` drops what is not durable.
+``PATH`` holds the durable contents (sparse, exactly ``size`` bytes); ``PATH.dioconf`` is
+the sidecar (JSON: magic, version, size, logical_block_size), without which an existing
+file is not opened; ``PATH.cache``, the overlay, holds the volatile writes at their device
+offsets, valid where an `IntervalSet` says (opening an image discards a leftover one).
+Never-written sectors read as `stale_sector`, so `find_stale` catches reads exposing them;
+the image's holes are exactly the never-written ranges, since a write into a hole block of
+the filesystem first fills the rest of that block with the stale pattern. Host durability
+is not emulated: buffered ``os.pwritev``, one fsync at `ImageDevice.close`. A lock per
+device serialises its operations, so bios may complete on several threads.
 """
 
 from __future__ import annotations
@@ -27,8 +22,12 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import weakref
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .intervals import IntervalSet
 
@@ -46,6 +45,19 @@ NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errn
 STAT_KEYS = ("reads", "writes", "bytes_read", "bytes_written", "flushes", "fua_writes", "crashes")
 
 PathArg = str | os.PathLike[str] | None
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(
+    method: Callable[Concatenate[ImageDevice, P], R],
+) -> Callable[Concatenate[ImageDevice, P], R]:
+    @wraps(method)
+    def locked(self: ImageDevice, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class DeviceError(Exception):
@@ -153,17 +165,14 @@ class _Resources:
         self.tmpdir: Path | None = None
 
     def release(self) -> None:
-        image_fd, self.image_fd = self.image_fd, -1
+        fds, self.image_fd, self.overlay_fd = (self.image_fd, self.overlay_fd), -1, -1
         try:
-            if image_fd >= 0:
-                try:
-                    os.fsync(image_fd)  # the host keeps what the device made durable
-                finally:
-                    os.close(image_fd)
+            if fds[0] >= 0:
+                os.fsync(fds[0])  # the host keeps what the device made durable
         finally:
-            if self.overlay_fd >= 0:
-                os.close(self.overlay_fd)
-                self.overlay_fd = -1
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
             if self.overlay_path is not None:
                 self.overlay_path.unlink(missing_ok=True)
             if self.tmpdir is not None:
@@ -180,13 +189,6 @@ class ImageDevice:
     creates, True only creates, False only opens.
     """
 
-    size: int
-    logical_block_size: int
-    write_cache: bool
-    fua: bool
-    path: Path
-    stats: dict[str, int]
-
     def __init__(
         self,
         path: PathArg = None,
@@ -198,6 +200,7 @@ class ImageDevice:
         create: bool | None = None,
     ) -> None:
         self.write_cache, self.fua = bool(write_cache), bool(fua)
+        self._mutex = threading.RLock()  # reentrant: an emulated FUA write flushes
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._cached = IntervalSet()  # valid ranges of the overlay: the volatile writes
         self._data = IntervalSet()  # ranges known to be data in the image: they stay data
@@ -234,13 +237,13 @@ class ImageDevice:
         blksize = os.fstat(res.image_fd).st_blksize  # data/hole boundaries fall on it
         self._grain = blksize if blksize >= 4096 and blksize % SECTOR == 0 else 4096
         if self.write_cache:
-            res.overlay_path = self.path.with_name(self.path.name + OVERLAY_SUFFIX)
+            res.overlay_path = self._sidecar(OVERLAY_SUFFIX)
             flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
             res.overlay_fd = os.open(res.overlay_path, flags, 0o600)  # a leftover is discarded
             os.ftruncate(res.overlay_fd, size)
 
-    def _sidecar(self) -> Path:
-        return self.path.with_name(self.path.name + SIDECAR_SUFFIX)
+    def _sidecar(self, suffix: str = SIDECAR_SUFFIX) -> Path:
+        return self.path.with_name(self.path.name + suffix)
 
     def _lock(self, fd: int) -> None:
         self._res.image_fd = fd
@@ -254,7 +257,7 @@ class ImageDevice:
         try:
             os.ftruncate(self._res.image_fd, size)  # sparse: nothing is written
             meta = {"magic": MAGIC[0], "version": MAGIC[1], "size": size}
-            tmp = self.path.with_name(self.path.name + SIDECAR_SUFFIX + ".tmp")
+            tmp = self._sidecar(SIDECAR_SUFFIX + ".tmp")
             tmp.write_text(json.dumps({**meta, "logical_block_size": lbs}) + "\n")
             os.replace(tmp, self._sidecar())
         except OSError as exc:
@@ -295,6 +298,7 @@ class ImageDevice:
     def closed(self) -> bool:
         return self._closed
 
+    @_locked
     def close(self) -> None:
         """Idempotent: fsync the image, close the files, remove what the device created.
 
@@ -310,10 +314,6 @@ class ImageDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._cached)} volatile ranges"
-        return f"ImageDevice({str(self.path)!r}, {self.size}, {self.logical_block_size}, {state})"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -331,6 +331,7 @@ class ImageDevice:
             msg = f"[{addr}, {addr + length}) is outside the device [0, {self.size})"
             raise DeviceError(f"{what}: {msg}")
 
+    @_locked
     def read(self, addr: int, length: int) -> bytearray:
         """What the device holds at ``[addr, addr + length)`` now (volatile writes included)."""
         self._check_range("read", addr, length)
@@ -338,6 +339,7 @@ class ImageDevice:
         self._read(addr, memoryview(buf), volatile=True)
         return buf
 
+    @_locked
     def readinto(self, addr: int, buf: memoryview | bytearray) -> None:
         """Like `read`, into the writable buffer ``buf`` (its length is the read's length)."""
         view = memoryview(buf).cast("B")
@@ -346,6 +348,7 @@ class ImageDevice:
         self._check_range("read", addr, view.nbytes)
         self._read(addr, view, volatile=True)
 
+    @_locked
     def durable_read(self, addr: int, length: int) -> bytearray:
         """What ``[addr, addr + length)`` would hold after a crash now (not counted in stats)."""
         self._check_range("durable_read", addr, length)
@@ -411,6 +414,7 @@ class ImageDevice:
         if head:
             _full_write(fd, stale_range(first, addr), first)
 
+    @_locked
     def write(self, addr: int, data: bytes | bytearray | memoryview, *, fua: bool = False) -> None:
         """Write ``data`` at ``addr``: durable at once with FUA or without a write cache."""
         view = memoryview(data)
@@ -437,6 +441,7 @@ class ImageDevice:
             # REQ_POSTFLUSH), which makes every completed write durable.
             self.flush()
 
+    @_locked
     def flush(self) -> None:
         """REQ_PREFLUSH: every write completed before it becomes durable."""
         self._check_open()
@@ -467,6 +472,7 @@ class ImageDevice:
             _full_write(dst, part, pos)
             pos += part.nbytes
 
+    @_locked
     def crash(self) -> None:
         """Power failure: every write that is not durable is lost; the device keeps working."""
         self._check_open()
@@ -476,6 +482,7 @@ class ImageDevice:
             os.ftruncate(self._res.overlay_fd, 0)
             os.ftruncate(self._res.overlay_fd, self.size)
 
+    @_locked
     def volatile_ranges(self) -> list[tuple[int, int]]:
         """Ranges written (completed) but not yet durable, sorted and merged."""
         self._check_open()

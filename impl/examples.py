@@ -1,7 +1,7 @@
 """Example workloads of the implementation, one trace each, for ``traces/impl/``.
 
 ``write_examples(out)`` runs every example on every reference filesystem it applies to
-and writes ``out/<fs>/<example>.jsonl``; ``dioconf replay`` must accept them all.
+and writes ``out/<fs>-<example>.jsonl``; ``dioconf replay`` must accept them all.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def write_examples(out: str | Path, workdir: str | Path) -> list[Path]:
                 assert w.trace is not None
                 w.trace.header["note"] = f"impl example {name} on {fs}: {example.__doc__ or ''}"
                 example(w)
-                paths.append(w.save_trace(Path(out) / fs / f"{name}.jsonl"))
+                paths.append(w.save_trace(Path(out) / f"{fs}-{name}.jsonl"))
             for leftover in Path(workdir).glob(f"{fs}-{name}.img*"):
                 leftover.unlink()
     return paths

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -372,6 +374,39 @@ def test_large_transfers_span_many_segments(img: Path) -> None:
         dev.flush()
         dev.crash()
         same(dev.read(0, 8 * MIB), expect)
+
+
+def test_concurrent_bios_with_flushes(img: Path) -> None:
+    """Bios complete on several threads (the threaded scheduler): no write gets lost."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    errors: list[str] = []
+    try:
+        with ImageDevice(img, 4 * MIB) as dev:
+
+            def worker(k: int) -> None:
+                for i in range(100):
+                    addr = (k * 100 + i) * 8192 + 512 * (i % 3)
+                    dev.write(addr, pattern(k * 1000 + i, 1024), fua=i % 7 == 0)
+                    if dev.read(addr, 1024) != pattern(k * 1000 + i, 1024):
+                        errors.append(f"worker {k} lost its write at {addr}")
+
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+            for th in threads:
+                th.start()
+            while any(th.is_alive() for th in threads):
+                dev.flush()
+            for th in threads:
+                th.join()
+            dev.flush()
+            dev.crash()
+            for k in range(4):
+                for i in range(100):
+                    addr = (k * 100 + i) * 8192 + 512 * (i % 3)
+                    same(dev.read(addr, 1024), pattern(k * 1000 + i, 1024))
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
 
 
 def sector_runs(sectors: Iterable[int]) -> list[tuple[int, int]]:
