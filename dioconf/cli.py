@@ -69,6 +69,47 @@ def cmd_record(args: argparse.Namespace) -> int:
     return record_main(args)
 
 
+def cmd_impl(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .impl.examples import ENGINES, EXAMPLES, FILESYSTEMS
+    from .impl.world import World
+    from .traces.replay import replay_file
+
+    if args.list:
+        for name, (fn, fss) in EXAMPLES.items():
+            doc = (fn.__doc__ or "").strip().split("\n")[0]
+            print(f"{name:16} {','.join(fss):40} {doc}")
+        return EXIT_OK
+    if args.example not in EXAMPLES:
+        print(f"dioconf impl: unknown example {args.example!r}; see dioconf impl --list",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    fn, fss = EXAMPLES[args.example]
+    if args.fs not in fss:
+        print(f"dioconf impl: example {args.example} runs on {', '.join(fss)}, not {args.fs}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory(prefix="dioconf-impl-") as tmp:
+        image = args.image or Path(tmp) / "image"
+        engine = ENGINES.get(args.fs, "iomap")
+        with World(FILESYSTEMS[args.fs], image=image, size=args.size, engine=engine) as w:
+            fn(w)
+            trace = Path(args.trace) if args.trace else Path(tmp) / "run.jsonl"
+            w.save_trace(trace)
+            requests = sum(1 for e in w.trace.events if e["ev"] == "begin")  # type: ignore[union-attr]
+            result = replay_file(str(trace))
+            print(f"{args.fs} {args.example}: {requests} requests on {image}")
+            if args.trace:
+                print(f"trace written to {trace}")
+            if result.ok:
+                print("the model agrees: PASS")
+                return EXIT_OK
+            assert result.divergence is not None
+            print("\n".join(result.divergence.report()))
+            return EXIT_DIVERGED
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "replay":
         from .bench.replay import run
@@ -127,6 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="-- COMMAND ARGS...: record an external command; the mount point "
                    "is in $DIOCONF_MNT")  # fmt: skip
     r.set_defaults(func=cmd_record)
+
+    i = sub.add_parser(
+        "impl",
+        help="run an example on the implementation, record and replay its trace",
+        description="Run one of the implementation's example workloads on a reference "
+        "filesystem over a real image file, write its v1 trace (--trace) and replay it "
+        "against the model. Exit 0 when the model agrees, 1 when it diverges.",
+    )
+    i.add_argument("--fs", default="xfs-like", help="reference filesystem (default xfs-like)")
+    i.add_argument("--example", default="aligned-io", help="example workload")
+    i.add_argument("--trace", metavar="FILE", help="write the run's v1 trace here")
+    i.add_argument("--image", metavar="PATH", help="image file (default: a temporary one)")
+    i.add_argument("--size", type=int, default=64 << 20, help="image size in bytes")
+    i.add_argument("--list", action="store_true", help="list the examples")
+    i.set_defaults(func=cmd_impl)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
     b.add_argument("what", choices=["replay", "impl"], help="what to measure")

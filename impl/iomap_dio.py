@@ -58,7 +58,15 @@ class DioEnv:
     write_and_wait: Callable[[Inode, int, int, bool], int] = lambda i, p, n, nowait: 0
     invalidate_after: Callable[[Inode, int, int], None] = lambda i, p, n: None
     fsync: Callable[[Inode, int, int], int] | None = None  # generic_write_sync
+    _hooks: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def hook(self, name: str) -> Any:
+        """The filesystem's optional callback ``name`` (or None), looked up once."""
+        try:
+            return self._hooks[name]
+        except KeyError:
+            fn = self._hooks[name] = getattr(self.fs, name, None)
+            return fn
 
 @dataclass
 class Dio:
@@ -139,7 +147,7 @@ def iomap_dio_rw(
                 if ret != EAGAIN:
                     ret = EAGAIN if "ATOMIC" in iocb.flags else ENOTBLK
                 return _early(env, inode, iocb, req, ret)
-    start = getattr(env.fs, "dio_start", None)
+    start = env.hook("dio_start")
     if start is not None:  # the filesystem's per-request private data (e.g. btrfs dio_data)
         start(inode)
     ret = _iterate(dio, op, frozenset(iflags), dio_flags)
@@ -164,7 +172,7 @@ def _iterate(dio: Dio, op: str, iflags: frozenset[str], dio_flags: frozenset[str
     while True:
         if mapping is not None:
             advanced = pos - start
-            end = getattr(env.fs, "iomap_end", None)
+            end = env.hook("iomap_end")
             if end is not None:
                 olen = left + advanced
                 r = end(inode, start, min(olen, mapping.end - start), advanced, iflags, mapping)
@@ -320,7 +328,7 @@ def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, *, zero: bool = Fals
               end_io=lambda b: _bio_end(dio, b), private=dio)  # fmt: skip
     if dio.env.trace:
         dio.env.trace.bio(dio.req, bio)
-    submit = getattr(dio.env.fs, "submit_io", None)
+    submit = dio.env.hook("submit_io")
     if submit is not None:
         submit(dio.inode, bio, pos, dio.env.sched)
     else:
@@ -392,7 +400,7 @@ def _complete(dio: Dio, ctx: str) -> int:
     env, iocb, inode = dio.env, dio.iocb, dio.inode
     flags = frozenset(f for f in ("UNWRITTEN", "COW") if f in dio.flags)
     ret = dio.error
-    end_io = getattr(env.fs, "end_io", None)
+    end_io = env.hook("end_io")
     if end_io is not None:  # ->end_io sees dio->flags, IOMAP_DIO_WRITE included
         ret = end_io(inode, iocb.pos, dio.size, dio.error, flags | (dio.flags & {"WRITE"}))
     if not ret:

@@ -9,6 +9,7 @@ Metadata here means: which device block backs each file block and in what state
 
 from __future__ import annotations
 
+import bisect
 import copy
 from dataclasses import dataclass, field
 
@@ -58,8 +59,10 @@ RUN_WALK = 4096  # blocks an extent lookup walks at most (amortises, bounds the 
 class FileMeta:
     size: int = 0
     blocks: BlockMap = field(default_factory=BlockMap)
-    # the last run found: (blocks.version, first blk, end blk, dev of first or None, state)
-    run: tuple[int, int, int, int | None, str] | None = None
+    # runs found since the block map last changed, sorted by start:
+    # (first blk, end blk, dev of first or None, state); valid for ``runs_version``
+    runs: list[tuple[int, int, int | None, str]] = field(default_factory=list)
+    runs_version: int = -1
 
 
 @dataclass
@@ -172,11 +175,16 @@ class ExtentFs:
         bs = self.block_size
         first = pos // bs
         last = (pos + length - 1) // bs
-        run = f.run
-        if run is None or run[0] != blocks.version or not run[1] <= first < run[2]:
+        if f.runs_version != blocks.version:
+            f.runs.clear()
+            f.runs_version = blocks.version
+        i = bisect.bisect_right(f.runs, (first, 1 << 64)) - 1
+        if i >= 0 and f.runs[i][0] <= first < f.runs[i][1]:
+            run = f.runs[i]
+        else:
             run = self._walk(blocks, first, last)
-            f.run = run
-        _, start, end_blk, dev, state = run
+            f.runs.insert(i + 1, run)
+        start, end_blk, dev, state = run
         end_blk = min(end_blk, last + 1)
         offset, end = first * bs, end_blk * bs
         if dev is None:
@@ -186,7 +194,7 @@ class ExtentFs:
         return Iomap(offset, end - offset, typ, flags, (dev + first - start) * bs)
 
     @staticmethod
-    def _walk(blocks: BlockMap, first: int, last: int) -> tuple[int, int, int, int | None, str]:
+    def _walk(blocks: BlockMap, first: int, last: int) -> tuple[int, int, int | None, str]:
         get = blocks.get
         cur = get(first)
         limit = max(last + 1, first + RUN_WALK)
@@ -194,12 +202,12 @@ class ExtentFs:
         if cur is None:
             while blk < limit and get(blk) is None:
                 blk += 1
-            return (blocks.version, first, blk, None, "")
+            return (first, blk, None, "")
         dev, state = cur
         delta = dev - first  # a contiguous run has dev == blk + delta
         while blk < limit and get(blk) == (blk + delta, state):
             blk += 1
-        return (blocks.version, first, blk, dev, state)
+        return (first, blk, dev, state)
 
     def allocate_for_write(self, inode: Inode, pos: int, length: int, flags: frozenset[str],
                            state: str) -> Iomap:  # fmt: skip
