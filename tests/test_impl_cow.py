@@ -7,24 +7,14 @@ from dioconf.impl.device import find_stale
 from dioconf.impl.fs.cow import BtrfsLikeFs, ReflinkFs
 from dioconf.impl.world import World
 
-from .test_impl_engine import pattern, replays
+from .impl_support import pattern, replays, world_factory
 
 KIB = 1024
 
 
 @pytest.fixture
 def world(tmp_path):
-    worlds: list[World] = []
-
-    def make(fs, **kw) -> World:
-        w = World(fs, image=tmp_path / f"img{len(worlds)}", size=64 << 20, **kw)
-        worlds.append(w)
-        return w
-
-    yield make
-    for w in worlds:
-        replays(w)
-        w.close()
+    yield from world_factory(tmp_path)
 
 
 def test_reflink_write_copies_on_write_and_leaves_the_source_alone(world):

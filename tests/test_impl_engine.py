@@ -11,37 +11,16 @@ from dioconf.impl.api import EIO, EIOCBQUEUED, HOLE, ContractError, Iomap
 from dioconf.impl.device import find_stale
 from dioconf.impl.fs.simple import OverwriteFs, XfsLikeFs
 from dioconf.impl.world import World
-from dioconf.traces.format import dump_line, parse_trace
-from dioconf.traces.replay import replay_trace
+
+from .impl_support import pattern, replays, world_factory
 
 KIB = 1024
 FILESYSTEMS = [OverwriteFs, XfsLikeFs]
 
 
-def replays(w: World) -> None:
-    assert w.trace is not None
-    lines = [dump_line(w.trace.header)] + [dump_line(e) for e in w.trace.events]
-    result = replay_trace(parse_trace(lines, "impl"))
-    assert result.ok, result.divergence
-
-
 @pytest.fixture(params=FILESYSTEMS, ids=lambda f: f.name)
 def world(request, tmp_path):
-    worlds: list[World] = []
-
-    def make(**kw) -> World:
-        w = World(request.param, image=tmp_path / f"img{len(worlds)}", size=64 << 20, **kw)
-        worlds.append(w)
-        return w
-
-    yield make
-    for w in worlds:
-        replays(w)
-        w.close()
-
-
-def pattern(n: int, seed: int = 1) -> bytes:
-    return bytes((i * 7 + seed) % 251 for i in range(n))
+    yield from world_factory(tmp_path, request.param)
 
 
 def test_data_reads_back(world):

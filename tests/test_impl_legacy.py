@@ -24,8 +24,8 @@ from dioconf.impl.api import (
 from dioconf.impl.device import find_stale
 from dioconf.impl.fs.getblock import BufferHead, GetBlockFs
 from dioconf.impl.world import World
-from dioconf.traces.format import dump_line, parse_trace
-from dioconf.traces.replay import replay_trace
+
+from .impl_support import pattern, world_factory
 
 KIB = 1024
 
@@ -40,29 +40,9 @@ def events(w: World, ev: str | None = None) -> list[dict[str, Any]]:
     return [e for e in w.trace.events if ev is None or e["ev"] == ev]
 
 
-def replays(w: World) -> None:
-    lines = [dump_line(w.trace.header)] + [dump_line(e) for e in events(w)]
-    result = replay_trace(parse_trace(lines, "impl-legacy"))
-    assert result.ok, result.divergence
-
-
 @pytest.fixture
 def world(tmp_path):
-    worlds: list[World] = []
-
-    def make(fs: Callable[[Any], Any] = GetBlockFs, **kw: Any) -> World:
-        w = LegacyWorld(fs, image=tmp_path / f"img{len(worlds)}", size=64 << 20, **kw)
-        worlds.append(w)
-        return w
-
-    yield make
-    for w in worlds:
-        replays(w)
-        w.close()
-
-
-def pattern(n: int, seed: int = 1) -> bytes:
-    return bytes((i * 7 + seed) % 251 for i in range(n))
+    yield from world_factory(tmp_path, GetBlockFs, engine="legacy")
 
 
 def last(w: World, ev: str) -> dict[str, Any]:

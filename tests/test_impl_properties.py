@@ -12,7 +12,7 @@ from dioconf.impl.world import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .test_impl_engine import replays
+from .impl_support import replays
 
 KIB = 1024
 SIZE = 128 * KIB
