@@ -71,7 +71,10 @@ class World:
         if device is None:
             from .device import ImageDevice
 
-            device = ImageDevice(image, size, logical_block_size=logical_block_size,
+            # an existing image keeps its recorded size and block size
+            exists = image is not None and Path(image).exists()
+            device = ImageDevice(image, None if exists else size,
+                                 logical_block_size=None if exists else logical_block_size,
                                  write_cache=write_cache, fua=fua)  # fmt: skip
         self.device = device
         self.fs = fs_factory(device)

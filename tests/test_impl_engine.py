@@ -234,3 +234,14 @@ def test_invalidation_failure_falls_back_to_buffered_io(tmp_path, fs):
     assert w.buffered_read(f, 0, 16 * KIB) == pattern(8 * KIB, 3) + pattern(16 * KIB)[8 * KIB :]
     replays(w)
     w.close()
+
+
+def test_a_world_reopens_an_existing_image_and_finds_durable_data(tmp_path):
+    image = tmp_path / "img"
+    with World(OverwriteFs, image=image, size=32 << 20) as w:
+        f = w.create()
+        w.pwrite(f, 0, pattern(4 * KIB), flags={"DSYNC"})
+        addr = next(e["addr"] for e in w.trace.events if e["ev"] == "map")
+    with World(OverwriteFs, image=image) as w2:  # default size differs: the image's wins
+        assert w2.device.size == 32 << 20
+        assert bytes(w2.device.read(addr, 4 * KIB)) == pattern(4 * KIB)
