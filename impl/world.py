@@ -115,7 +115,10 @@ class World:
 
     def crash(self) -> None:
         """Power failure: bios in flight are lost, so is everything not durable."""
-        self.sched.inflight.clear() if not self.sched.threaded else self.sched.drain()
+        if self.sched.threaded:
+            self.sched.drain()  # worker threads finish what they hold
+        else:
+            self.sched.inflight.clear()
         if self.pc is not None:
             self.pc.crash()
         self.fs.crash()
@@ -188,7 +191,10 @@ class World:
                                self.req)  # fmt: skip
         queued = ret == EIOCBQUEUED
         if queued and settle:
-            self.sched.drain() if self.sched.threaded else self.sched.wait(lambda: bool(completed))
+            if self.sched.threaded:
+                self.sched.drain()
+            else:
+                self.sched.wait(lambda: bool(completed))
             ret = completed[0]
         return Result(ret, queued)
 
