@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from collections.abc import Mapping as MappingABC
 from typing import Any, Protocol
 
+from attrs import frozen
+
 from .types import (
     Action,
     BioEnd,
@@ -54,6 +56,16 @@ class Engine(Protocol):
     def step(self, state: Any) -> tuple[Any, Action]: ...
 
     def feed(self, state: Any, inp: Input) -> Any: ...
+
+
+@frozen
+class ModelEngine:
+    """An engine model as one value: its name and its three pure functions."""
+
+    name: str
+    start: Callable[..., Any]
+    step: Callable[[Any], tuple[Any, Action]]
+    feed: Callable[[Any, Input], Any]
 
 
 def get_engine(name: str) -> Engine:

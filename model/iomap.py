@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import errno as E
+from .engine import ModelEngine
 from .evolve import evolve
 from .iomap_bio import bio_loop, bio_next, bio_out, bio_tail, cut_answer
 from .iomap_complete import after_loop, iomap_dio_bio_end_io
@@ -30,7 +31,6 @@ from .iomap_state import (
     FSBLOCK_ALIGNED,
     ITER,
     NEED_SYNC,
-    NO_FAULT,
     NO_INVALIDATE,
     START,
     USER_BACKED,
@@ -169,13 +169,6 @@ def writeback_result(s: IomapState, ret: int) -> IomapState:
 # --------------------------------------------------------------------------- protocol
 
 
-def _waiting(action: Action) -> Rule:
-    def rule(s: IomapState) -> tuple[IomapState, Action | None]:
-        return s, action
-
-    return rule
-
-
 def _wait_bios(s: IomapState) -> tuple[IomapState, Action | None]:
     return s, Blocked(tuple(sorted(s.outstanding)), rule="__iomap_dio_rw: waiting for bios")
 
@@ -238,15 +231,4 @@ def feed(s: IomapState, inp: Input) -> IomapState:
     return map_answer(s, inp)
 
 
-def fault_position(s: IomapState) -> int | None:
-    return None if s.fault_at == NO_FAULT else s.fault_at
-
-
-class _IomapEngine:
-    name = "iomap"
-    start = staticmethod(start)
-    step = staticmethod(step)
-    feed = staticmethod(feed)
-
-
-ENGINE = _IomapEngine()
+ENGINE = ModelEngine("iomap", start, step, feed)

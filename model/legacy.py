@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from . import errno as E
 from . import legacy_bio, legacy_complete, legacy_submit
+from .engine import ModelEngine
 from .legacy_state import (
     BLOCKDEV_DIRECT_IO,
     DIO_SETUP,
@@ -222,11 +223,4 @@ def feed(s: LegacyState, inp: Input) -> LegacyState:
     raise ModelUsageError(f"unknown input {inp!r}")
 
 
-class _LegacyEngine:
-    name = "legacy"
-    start = staticmethod(start)
-    step = staticmethod(step)
-    feed = staticmethod(feed)
-
-
-ENGINE = _LegacyEngine()
+ENGINE = ModelEngine("legacy", start, step, feed)
