@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 EIO, EAGAIN, EFAULT, ENOTBLK, EBUSY, EINVAL = -5, -11, -14, -15, -16, -22
 ENOSPC, EOPNOTSUPP, EIOCBQUEUED = -28, -95, -529
@@ -40,9 +40,8 @@ class ContractError(Exception):
     and what was wrong."""
 
 
-@dataclass(frozen=True)
-class Iomap:
-    """One mapping, as ->iomap_begin returns it (struct iomap)."""
+class Iomap(NamedTuple):
+    """One mapping, as ->iomap_begin returns it (struct iomap): an immutable value."""
 
     offset: int
     length: int
@@ -63,7 +62,10 @@ class Inode:
     cached_pages: int = 0  # nrpages of its page cache (the page cache keeps it current)
 
 
-@dataclass
+_SYNC_FLAGS = frozenset({"DSYNC", "SYNC"})
+
+
+@dataclass(slots=True)
 class Kiocb:
     pos: int
     flags: frozenset[str] = frozenset()  # DSYNC, SYNC, NOWAIT, ATOMIC, HIPRI
@@ -75,10 +77,10 @@ class Kiocb:
 
     @property
     def dsync(self) -> bool:
-        return bool(self.flags & {"DSYNC", "SYNC"})
+        return not self.flags.isdisjoint(_SYNC_FLAGS)
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Bio:
     index: int  # 0-based count of its request's bios
     op: str  # "read" or "write"

@@ -119,9 +119,10 @@ def find_stale(data: bytes | bytearray | memoryview, addr: int) -> list[tuple[in
 def _full_write(fd: int, view: memoryview | bytes, offset: int) -> None:
     """``os.pwritev`` of all of ``view`` at ``offset``, resumed after short writes."""
     done = os.pwritev(fd, [view], offset)
-    view = memoryview(view)
-    while done < view.nbytes:
-        done += os.pwritev(fd, [view[done:]], offset + done)
+    if done < len(view):  # bytes, or a memoryview of format "B"
+        view = memoryview(view)
+        while done < view.nbytes:
+            done += os.pwritev(fd, [view[done:]], offset + done)
 
 
 def _full_read(fd: int, view: memoryview, offset: int, path: Path) -> None:
@@ -339,14 +340,16 @@ class ImageDevice:
         self._read(addr, memoryview(buf), volatile=True)
         return buf
 
-    @_locked
     def readinto(self, addr: int, buf: memoryview | bytearray) -> None:
         """Like `read`, into the writable buffer ``buf`` (its length is the read's length)."""
-        view = memoryview(buf).cast("B")
+        view = memoryview(buf)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         if view.readonly:
             raise DeviceError("readinto: the buffer is read-only")
-        self._check_range("read", addr, view.nbytes)
-        self._read(addr, view, volatile=True)
+        with self._mutex:  # (inline rather than @_locked: the hot path of every bio)
+            self._check_range("read", addr, view.nbytes)
+            self._read(addr, view, volatile=True)
 
     @_locked
     def durable_read(self, addr: int, length: int) -> bytearray:
@@ -414,32 +417,34 @@ class ImageDevice:
         if head:
             _full_write(fd, stale_range(first, addr), first)
 
-    @_locked
     def write(self, addr: int, data: bytes | bytearray | memoryview, *, fua: bool = False) -> None:
         """Write ``data`` at ``addr``: durable at once with FUA or without a write cache."""
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
-        self._check_range("write", addr, view.nbytes)
-        if not view.nbytes:
-            return
-        st = self.stats
-        st["writes"] += 1
-        st["bytes_written"] += view.nbytes
-        st["fua_writes"] += bool(fua)
-        if not self.write_cache or (fua and self.fua):
-            self._pad(addr, addr + view.nbytes)
-            _full_write(self._res.image_fd, view, addr)
-            self._data.add(addr, addr + view.nbytes)
-            if self._cached:
-                self._cached.remove(addr, addr + view.nbytes)
-            return
-        _full_write(self._res.overlay_fd, view, addr)
-        self._cached.add(addr, addr + view.nbytes)
-        if fua:
-            # No FUA support: the block layer sends the write, then a flush (blk-flush's
-            # REQ_POSTFLUSH), which makes every completed write durable.
-            self.flush()
+        n = view.nbytes
+        with self._mutex:  # (inline rather than @_locked: the hot path of every bio)
+            self._check_range("write", addr, n)
+            if not n:
+                return
+            st = self.stats
+            st["writes"] += 1
+            st["bytes_written"] += n
+            if fua:
+                st["fua_writes"] += 1
+            if not self.write_cache or (fua and self.fua):
+                self._pad(addr, addr + n)
+                _full_write(self._res.image_fd, view, addr)
+                self._data.add(addr, addr + n)
+                if self._cached:
+                    self._cached.remove(addr, addr + n)
+                return
+            _full_write(self._res.overlay_fd, view, addr)
+            self._cached.add(addr, addr + n)
+            if fua:
+                # No FUA support: the block layer sends the write, then a flush (blk-flush's
+                # REQ_POSTFLUSH), which makes every completed write durable.
+                self.flush()
 
     @_locked
     def flush(self) -> None:

@@ -44,11 +44,14 @@ class IntervalSet:
 
     def add(self, start: int, end: int) -> None:
         """Add ``[start, end)``, merging it with every range it overlaps or touches."""
-        _check(start, end)
+        if type(start) is not int or type(end) is not int or not 0 <= start <= end <= MAX_POS:
+            _check(start, end)
         if start == end:
             return
         starts, ends = self._starts, self._ends
         i = bisect_left(ends, start)  # first range with end >= start (touching counts)
+        if i < len(starts) and starts[i] <= start and end <= ends[i]:
+            return  # already inside one range
         j = bisect_right(starts, end, i)  # ranges [i, j) have start <= end
         if i < j:
             self._total -= sum(ends[i:j]) - sum(starts[i:j])

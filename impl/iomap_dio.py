@@ -40,6 +40,9 @@ from .sched import UserBuffer
 
 BIO_MAX_VECS = 256
 ZERO = memoryview(bytes(1 << 20))
+_KEPT_DIO_FLAGS = frozenset({"FSBLOCK_ALIGNED", "BUF_WRITETHROUGH"})
+_NONE: frozenset[str] = frozenset()
+_WRITE = frozenset({"WRITE"})
 
 
 @dataclass
@@ -68,7 +71,7 @@ class DioEnv:
             fn = self._hooks[name] = getattr(self.fs, name, None)
             return fn
 
-@dataclass
+@dataclass(slots=True)
 class Dio:
     env: DioEnv
     inode: Inode
@@ -101,7 +104,7 @@ def iomap_dio_rw(
     """Run one request. Returns the result, or EIOCBQUEUED for an async request still in
     flight (its result then goes to ``iocb.complete``)."""
     tr = env.trace
-    length = len(buf)
+    length = len(buf.data)
     if tr:
         tr.begin(req, op, iocb, length, done_before, dio_flags, inode)
         if buf.fault_at is not None:
@@ -109,10 +112,10 @@ def iomap_dio_rw(
     if length == 0:
         return _early(env, inode, iocb, req, 0)
     dio = Dio(env, inode, iocb, buf, req, done_before,
-              flags={f for f in dio_flags if f in ("FSBLOCK_ALIGNED", "BUF_WRITETHROUGH")},
+              flags=set(dio_flags & _KEPT_DIO_FLAGS) if dio_flags else set(),
               i_size=inode.size, wait=iocb.is_sync or "FORCE_WAIT" in dio_flags)  # fmt: skip
     nowait = "NOWAIT" in iocb.flags
-    iflags = {"DIRECT"} | ({"NOWAIT"} if nowait else set())
+    iflags = {"DIRECT", "NOWAIT"} if nowait else {"DIRECT"}
     if op == "read":
         if iocb.pos >= dio.i_size:
             return _early(env, inode, iocb, req, 0)
@@ -166,7 +169,7 @@ def _early(env: DioEnv, inode: Inode, iocb: Kiocb, req: int, ret: int) -> int:
 def _iterate(dio: Dio, op: str, iflags: frozenset[str], dio_flags: frozenset[str]) -> int:
     """The iomap_iter() loop; returns its final value (0 or -errno)."""
     env, inode = dio.env, dio.inode
-    pos, left = dio.iocb.pos, len(dio.buf)
+    pos, left = dio.iocb.pos, len(dio.buf.data)
     mapping: Iomap | None = None
     start, status = pos, 0
     while True:
@@ -189,7 +192,8 @@ def _iterate(dio: Dio, op: str, iflags: frozenset[str], dio_flags: frozenset[str
             if env.trace:
                 env.trace.map_error(dio.req, exc.errno)
             return exc.errno
-        _check_mapping(mapping, pos, op)
+        if not mapping.offset <= pos < mapping.offset + mapping.length or mapping.addr is None:
+            _check_mapping(mapping, pos, op)
         if env.trace:
             env.trace.map(dio.req, mapping)
         start = pos
@@ -282,10 +286,17 @@ def _bio_iter(dio: Dio, op: str, m: Iomap, pos: int, length: int, left: int) -> 
         head = pos & (bs - 1)
         _submit(dio, m, pos - head, ZERO[:head], zero=True)
     copied, ret = 0, 0
+    page = env.page_size
+    max_bio = BIO_MAX_VECS * page
+    bufwt = "BUF_WRITETHROUGH" in dio.flags
     while copied < length:
         if dio.error:  # a completion already failed: submit nothing more
             return (copied, 0) if copied else (0, 0)
-        n = _pin(dio, pos + copied, length - copied, align)
+        if dio.buf.fault_at is None and not bufwt:  # _pin's common case, inline
+            n = min(length - copied, max_bio - (pos + copied - dio.iocb.pos) % page)
+            n -= n % align
+        else:
+            n = _pin(dio, pos + copied, length - copied, align)
         if n <= 0:
             ret = EFAULT
             break
@@ -325,7 +336,7 @@ def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, *, zero: bool = Fals
         index = dio.nbios
         dio.nbios += 1
     bio = Bio(index, op, addr, data, fua=fua and not zero, zero=zero, atomic=atomic and not zero,
-              end_io=lambda b: _bio_end(dio, b), private=dio)  # fmt: skip
+              end_io=_bio_done, private=dio)  # fmt: skip
     if dio.env.trace:
         dio.env.trace.bio(dio.req, bio)
     submit = dio.env.hook("submit_io")
@@ -368,6 +379,11 @@ def _finish_submission(dio: Dio, ret: int, dio_flags: frozenset[str]) -> int:
     return _complete(dio, "submitter")
 
 
+def _bio_done(bio: Bio) -> None:
+    """Every bio's end_io: the request it belongs to is its ``private``."""
+    _bio_end(bio.private, bio)  # type: ignore[arg-type]
+
+
 def _bio_end(dio: Dio, bio: Bio) -> None:
     with dio.lock:
         if dio.env.trace:
@@ -398,11 +414,16 @@ def _bio_end(dio: Dio, bio: Bio) -> None:
 
 def _complete(dio: Dio, ctx: str) -> int:
     env, iocb, inode = dio.env, dio.iocb, dio.inode
-    flags = frozenset(f for f in ("UNWRITTEN", "COW") if f in dio.flags)
+    df = dio.flags
+    if "UNWRITTEN" in df or "COW" in df:
+        flags = frozenset(f for f in ("UNWRITTEN", "COW") if f in df)
+    else:
+        flags = _NONE
     ret = dio.error
     end_io = env.hook("end_io")
     if end_io is not None:  # ->end_io sees dio->flags, IOMAP_DIO_WRITE included
-        ret = end_io(inode, iocb.pos, dio.size, dio.error, flags | (dio.flags & {"WRITE"}))
+        eflags = flags | _WRITE if "WRITE" in df else flags
+        ret = end_io(inode, iocb.pos, dio.size, dio.error, eflags)
     if not ret:
         ret = dio.size
         if "WRITE" not in dio.flags and iocb.pos + ret > dio.i_size:

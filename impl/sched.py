@@ -30,6 +30,8 @@ class UserBuffer:
     """The user's memory for one request: page-aligned, and unpinnable from ``fault_at``
     on (a non-resident page under a no-fault iterator)."""
 
+    __slots__ = ("data", "fault_at", "page_size", "view")
+
     def __init__(self, data: bytearray, page_size: int = 4096) -> None:
         self.data = data
         self.view = memoryview(data)
@@ -73,6 +75,8 @@ class Deterministic:
         self.point("submitted")
 
     def point(self, where: str) -> None:
+        if self.schedule is in_order:  # it only acts when the submitter waits
+            return
         for bio, status in self.schedule(where, list(self.inflight)):
             self.complete(bio, status)
 
@@ -80,6 +84,9 @@ class Deterministic:
         while not done():
             if not self.inflight:
                 raise RuntimeError("the submitter waits but no bio is in flight")
+            if self.schedule is in_order:
+                self.complete(self.inflight[0], 0)
+                continue
             picks = self.schedule("wait", list(self.inflight)) or [(self.inflight[0], 0)]
             for bio, status in picks:
                 self.complete(bio, status)

@@ -22,7 +22,7 @@ from .sched import Deterministic, Schedule, Threaded, UserBuffer, in_order
 from .trace import TraceRecorder
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     ret: int  # what the request returned, or (async) what ->ki_complete received
     queued: bool = False  # the submitter got -EIOCBQUEUED
@@ -30,11 +30,15 @@ class Result:
 
 
 LOFF_MAX = (1 << 63) - 1
+_NONE: frozenset[str] = frozenset()
 
 
 def _check_request(op: str, pos: int, length: int, done_before: int, fault_at: int | None,
                    page_size: int) -> None:  # fmt: skip
     """Requests the kernel would refuse before any direct-I/O code runs."""
+    if (type(pos) is int and type(done_before) is int and pos >= 0 and done_before >= 0
+            and fault_at is None and pos + length <= LOFF_MAX):  # fmt: skip
+        return  # the common case, checked fast
     for name, value in (("pos", pos), ("done_before", done_before)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{op}: {name} must be a non-negative integer, got {value!r}")
@@ -177,7 +181,8 @@ class World:
         if fault_at is not None:
             ubuf.fault(fault_at)
         completed: list[int] = []
-        iocb = Kiocb(pos, frozenset(flags), None if sync else completed.append)
+        iocb = Kiocb(pos, frozenset(flags) if flags else _NONE,
+                     None if sync else completed.append)
         if self.engine == "legacy":
             if done_before:
                 raise ValueError("__blockdev_direct_IO has no done_before")
@@ -187,8 +192,8 @@ class World:
             flags_ = frozenset(dio) | getattr(self.fs, "dio_flags", frozenset())
             ret = blockdev_direct_io(self.env, inode, iocb, ubuf, op, flags_, self.req)
         else:
-            ret = iomap_dio_rw(self.env, inode, iocb, ubuf, op, frozenset(dio), done_before,
-                               self.req)  # fmt: skip
+            ret = iomap_dio_rw(self.env, inode, iocb, ubuf, op,
+                               frozenset(dio) if dio else _NONE, done_before, self.req)
         queued = ret == EIOCBQUEUED
         if queued and settle:
             if self.sched.threaded:
