@@ -424,7 +424,9 @@ class ImageDevice:
             view = view.cast("B")
         n = view.nbytes
         with self._mutex:  # (inline rather than @_locked: the hot path of every bio)
-            self._check_range("write", addr, n)
+            if (self._closed or type(addr) is not int or addr < 0 or addr + n > self.size
+                    or (addr | n) & (self.logical_block_size - 1)):  # fmt: skip
+                self._check_range("write", addr, n)  # says what is wrong
             if not n:
                 return
             st = self.stats
@@ -439,7 +441,8 @@ class ImageDevice:
                 if self._cached:
                     self._cached.remove(addr, addr + n)
                 return
-            _full_write(self._res.overlay_fd, view, addr)
+            if os.pwritev(self._res.overlay_fd, [view], addr) < n:  # _full_write, inline
+                _full_write(self._res.overlay_fd, view, addr)  # (rewrites it all)
             self._cached.add(addr, addr + n)
             if fua:
                 # No FUA support: the block layer sends the write, then a flush (blk-flush's

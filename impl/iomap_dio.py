@@ -43,6 +43,8 @@ ZERO = memoryview(bytes(1 << 20))
 _KEPT_DIO_FLAGS = frozenset({"FSBLOCK_ALIGNED", "BUF_WRITETHROUGH"})
 _NONE: frozenset[str] = frozenset()
 _WRITE = frozenset({"WRITE"})
+_SYNC = frozenset({"DSYNC", "SYNC"})
+_HOOKS = frozenset({"dio_start", "iomap_end", "submit_io", "end_io"})
 
 
 @dataclass
@@ -61,15 +63,19 @@ class DioEnv:
     write_and_wait: Callable[[Inode, int, int, bool], int] = lambda i, p, n, nowait: 0
     invalidate_after: Callable[[Inode, int, int], None] = lambda i, p, n: None
     fsync: Callable[[Inode, int, int], int] | None = None  # generic_write_sync
-    _hooks: dict[str, Any] = field(default_factory=dict, repr=False)
+    # the filesystem's optional callbacks, looked up once (None when it has none)
+    dio_start: Any = field(init=False, repr=False)
+    iomap_end: Any = field(init=False, repr=False)
+    submit_io: Any = field(init=False, repr=False)
+    end_io: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("dio_start", "iomap_end", "submit_io", "end_io"):
+            setattr(self, name, getattr(self.fs, name, None))
 
     def hook(self, name: str) -> Any:
-        """The filesystem's optional callback ``name`` (or None), looked up once."""
-        try:
-            return self._hooks[name]
-        except KeyError:
-            fn = self._hooks[name] = getattr(self.fs, name, None)
-            return fn
+        """The filesystem's optional callback ``name`` (or None)."""
+        return getattr(self, name) if name in _HOOKS else getattr(self.fs, name, None)
 
 @dataclass(slots=True)
 class Dio:
@@ -113,7 +119,8 @@ def iomap_dio_rw(
         return _early(env, inode, iocb, req, 0)
     dio = Dio(env, inode, iocb, buf, req, done_before,
               flags=set(dio_flags & _KEPT_DIO_FLAGS) if dio_flags else set(),
-              i_size=inode.size, wait=iocb.is_sync or "FORCE_WAIT" in dio_flags)  # fmt: skip
+              i_size=inode.size,
+              wait=iocb.complete is None or "FORCE_WAIT" in dio_flags)  # fmt: skip
     nowait = "NOWAIT" in iocb.flags
     iflags = {"DIRECT", "NOWAIT"} if nowait else {"DIRECT"}
     if op == "read":
@@ -134,7 +141,7 @@ def iomap_dio_rw(
         if "ATOMIC" in iocb.flags:
             iflags.add("ATOMIC")
         buf_wt = "BUF_WRITETHROUGH" in dio.flags
-        if iocb.dsync and not buf_wt:
+        if not iocb.flags.isdisjoint(_SYNC) and not buf_wt:
             dio.flags.add("NEED_SYNC")
             if "SYNC" not in iocb.flags:
                 dio.flags.add("WRITE_THROUGH")  # try FUA; any non-FUA bio clears it
@@ -150,7 +157,7 @@ def iomap_dio_rw(
                 if ret != EAGAIN:
                     ret = EAGAIN if "ATOMIC" in iocb.flags else ENOTBLK
                 return _early(env, inode, iocb, req, ret)
-    start = env.hook("dio_start")
+    start = env.dio_start
     if start is not None:  # the filesystem's per-request private data (e.g. btrfs dio_data)
         start(inode)
     ret = _iterate(dio, op, frozenset(iflags), dio_flags)
@@ -169,23 +176,26 @@ def _early(env: DioEnv, inode: Inode, iocb: Kiocb, req: int, ret: int) -> int:
 def _iterate(dio: Dio, op: str, iflags: frozenset[str], dio_flags: frozenset[str]) -> int:
     """The iomap_iter() loop; returns its final value (0 or -errno)."""
     env, inode = dio.env, dio.inode
+    sched = env.sched
     pos, left = dio.iocb.pos, len(dio.buf.data)
     mapping: Iomap | None = None
     start, status = pos, 0
     while True:
         if mapping is not None:
             advanced = pos - start
-            end = env.hook("iomap_end")
+            end = env.iomap_end
             if end is not None:
                 olen = left + advanced
-                r = end(inode, start, min(olen, mapping.end - start), advanced, iflags, mapping)
+                mend = mapping.offset + mapping.length
+                r = end(inode, start, min(olen, mend - start), advanced, iflags, mapping)
                 if r < 0 and not advanced:
                     return r
             if status < 0:
                 return status
             if left == 0 or advanced == 0:
                 return 0
-        env.sched.point("before_map")
+        if sched.points:
+            sched.point("before_map")
         try:
             mapping = env.fs.iomap_begin(inode, pos, left, iflags)
         except DioError as exc:
@@ -197,7 +207,11 @@ def _iterate(dio: Dio, op: str, iflags: frozenset[str], dio_flags: frozenset[str
         if env.trace:
             env.trace.map(dio.req, mapping)
         start = pos
-        done, status = _dio_iter(dio, op, mapping, pos, min(left, mapping.end - pos), left)
+        length = min(left, mapping.offset + mapping.length - pos)
+        if mapping.type == MAPPED:  # _dio_iter's common case
+            done, status = _bio_iter(dio, op, mapping, pos, length, left)
+        else:
+            done, status = _dio_iter(dio, op, mapping, pos, length, left)
         pos, left = pos + done, left - done
 
 
@@ -339,7 +353,7 @@ def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, *, zero: bool = Fals
               end_io=_bio_done, private=dio)  # fmt: skip
     if dio.env.trace:
         dio.env.trace.bio(dio.req, bio)
-    submit = dio.env.hook("submit_io")
+    submit = dio.env.submit_io
     if submit is not None:
         submit(dio.inode, bio, pos, dio.env.sched)
     else:
@@ -358,7 +372,8 @@ def _finish_submission(dio: Dio, ret: int, dio_flags: frozenset[str]) -> int:
         ret = 0
     if ret == ENOTBLK:
         wait, ret = True, 0
-    env.sched.point("before_drop")
+    if env.sched.points:
+        env.sched.point("before_drop")
     with dio.lock:
         if ret < 0:
             dio.set_error(ret)
@@ -420,7 +435,7 @@ def _complete(dio: Dio, ctx: str) -> int:
     else:
         flags = _NONE
     ret = dio.error
-    end_io = env.hook("end_io")
+    end_io = env.end_io
     if end_io is not None:  # ->end_io sees dio->flags, IOMAP_DIO_WRITE included
         eflags = flags | _WRITE if "WRITE" in df else flags
         ret = end_io(inode, iocb.pos, dio.size, dio.error, eflags)

@@ -70,13 +70,23 @@ class Deterministic:
         self.inflight: list[Bio] = []
         self.on_end: Callable[[Bio], None] | None = None  # e.g. a trace recorder
 
+    @property
+    def schedule(self) -> Schedule:
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule: Schedule) -> None:
+        self._schedule = schedule
+        # whether `point` can do anything: in_order only acts when the submitter waits
+        self.points = schedule is not in_order
+
     def submit(self, bio: Bio) -> None:
         self.inflight.append(bio)
-        self.point("submitted")
+        if self.points:
+            self.point("submitted")
 
     def point(self, where: str) -> None:
-        if self.schedule is in_order:  # it only acts when the submitter waits
-            return
+        """A race point of the engine: the schedule may complete bios here."""
         for bio, status in self.schedule(where, list(self.inflight)):
             self.complete(bio, status)
 
@@ -95,7 +105,12 @@ class Deterministic:
         if bio not in self.inflight:
             raise ValueError(f"bio {bio.index} is not in flight")
         self.inflight.remove(bio)
-        _transfer(self.device, bio, status)
+        bio.status = status
+        if not status:  # _transfer, inline: a failed bio transfers nothing
+            if bio.op == "write":
+                self.device.write(bio.addr, bio.data, fua=bio.fua)
+            else:
+                self.device.readinto(bio.addr, bio.data)
         if self.on_end is not None:
             self.on_end(bio)
         assert bio.end_io is not None
@@ -113,6 +128,7 @@ class Threaded:
     """Completes every bio on a worker thread as soon as the device has done it."""
 
     threaded = True
+    points = False  # no race points: completions race for real
 
     def __init__(self, device: Device, workers: int = 4) -> None:
         self.device = device

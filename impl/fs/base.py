@@ -27,6 +27,7 @@ from ..api import (
 )
 
 WRITTEN, PREALLOC, SHARED = "written", "unwritten", "shared"
+_SHARED, _NONE = frozenset({F_SHARED}), frozenset[str]()
 
 
 class BlockMap(dict[int, tuple[int, str]]):
@@ -63,6 +64,7 @@ class FileMeta:
     # (first blk, end blk, dev of first or None, state); valid for ``runs_version``
     runs: list[tuple[int, int, int | None, str]] = field(default_factory=list)
     runs_version: int = -1
+    last: tuple[int, int, Iomap] | None = None  # (first blk, last blk, mapping) of the last lookup
 
 
 @dataclass
@@ -178,6 +180,9 @@ class ExtentFs:
         if f.runs_version != blocks.version:
             f.runs.clear()
             f.runs_version = blocks.version
+            f.last = None
+        elif f.last is not None and f.last[0] == first and f.last[1] == last:
+            return f.last[2]  # the same blocks asked again (overwrites of one range)
         i = bisect.bisect_right(f.runs, (first, 1 << 64)) - 1
         if i >= 0 and f.runs[i][0] <= first < f.runs[i][1]:
             run = f.runs[i]
@@ -188,10 +193,13 @@ class ExtentFs:
         end_blk = min(end_blk, last + 1)
         offset, end = first * bs, end_blk * bs
         if dev is None:
-            return Iomap(offset, end - offset, HOLE)
-        typ = UNWRITTEN if state == PREALLOC else MAPPED
-        flags = frozenset({F_SHARED}) if state == SHARED else frozenset()
-        return Iomap(offset, end - offset, typ, flags, (dev + first - start) * bs)
+            m = Iomap(offset, end - offset, HOLE)
+        else:
+            typ = UNWRITTEN if state == PREALLOC else MAPPED
+            flags = _SHARED if state == SHARED else _NONE
+            m = Iomap(offset, end - offset, typ, flags, (dev + first - start) * bs)
+        f.last = (first, last, m)
+        return m
 
     @staticmethod
     def _walk(blocks: BlockMap, first: int, last: int) -> tuple[int, int, int | None, str]:
