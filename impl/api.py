@@ -10,7 +10,7 @@ model, so it must compute its answers on its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 EIO, EAGAIN, EFAULT, ENOTBLK, EBUSY, EINVAL = -5, -11, -14, -15, -16, -22
@@ -92,10 +92,10 @@ class Bio:
     status: int = 0
     end_io: Callable[[Bio], None] | None = None
     private: object = None
-    length: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.length = len(self.data)
+    @property
+    def length(self) -> int:
+        return len(self.data)
 
 
 class IomapFilesystem(Protocol):

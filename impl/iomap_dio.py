@@ -44,6 +44,12 @@ _KEPT_DIO_FLAGS = frozenset({"FSBLOCK_ALIGNED", "BUF_WRITETHROUGH"})
 _NONE: frozenset[str] = frozenset()
 _WRITE = frozenset({"WRITE"})
 _SYNC = frozenset({"DSYNC", "SYNC"})
+# the flags ->iomap_begin gets (IOMAP_DIRECT and a subset of these), by bit mask
+_IFLAG_BITS = ("NOWAIT", "WRITE", "OVERWRITE_ONLY", "ATOMIC")
+_IFLAGS = tuple(
+    frozenset({"DIRECT"} | {f for i, f in enumerate(_IFLAG_BITS) if mask >> i & 1})
+    for mask in range(16)
+)
 _HOOKS = frozenset({"dio_start", "iomap_end", "submit_io", "end_io"})
 
 
@@ -118,11 +124,10 @@ def iomap_dio_rw(
     if length == 0:
         return _early(env, inode, iocb, req, 0)
     dio = Dio(env, inode, iocb, buf, req, done_before,
-              flags=set(dio_flags & _KEPT_DIO_FLAGS) if dio_flags else set(),
-              i_size=inode.size,
-              wait=iocb.complete is None or "FORCE_WAIT" in dio_flags)  # fmt: skip
+              set(dio_flags & _KEPT_DIO_FLAGS) if dio_flags else set(), inode.size,
+              iocb.complete is None or "FORCE_WAIT" in dio_flags)  # fmt: skip
     nowait = "NOWAIT" in iocb.flags
-    iflags = {"DIRECT", "NOWAIT"} if nowait else {"DIRECT"}
+    iflags = 1 if nowait else 0  # an index into _IFLAGS
     if op == "read":
         if iocb.pos >= dio.i_size:
             return _early(env, inode, iocb, req, 0)
@@ -132,14 +137,14 @@ def iomap_dio_rw(
                 tr.input(req, "writeback", ret=ret)
             return _early(env, inode, iocb, req, ret)
     else:
-        iflags.add("WRITE")
+        iflags |= 2
         dio.flags.add("WRITE")
         if "OVERWRITE_ONLY" in dio_flags:
             if iocb.pos >= dio.i_size or iocb.pos + length > dio.i_size:
                 return _early(env, inode, iocb, req, EAGAIN)
-            iflags.add("OVERWRITE_ONLY")
+            iflags |= 4
         if "ATOMIC" in iocb.flags:
-            iflags.add("ATOMIC")
+            iflags |= 8
         buf_wt = "BUF_WRITETHROUGH" in dio.flags
         if not iocb.flags.isdisjoint(_SYNC) and not buf_wt:
             dio.flags.add("NEED_SYNC")
@@ -160,7 +165,7 @@ def iomap_dio_rw(
     start = env.dio_start
     if start is not None:  # the filesystem's per-request private data (e.g. btrfs dio_data)
         start(inode)
-    ret = _iterate(dio, op, frozenset(iflags), dio_flags)
+    ret = _iterate(dio, op, _IFLAGS[iflags], dio_flags)
     return _finish_submission(dio, ret, dio_flags)
 
 
@@ -298,7 +303,7 @@ def _bio_iter(dio: Dio, op: str, m: Iomap, pos: int, length: int, left: int) -> 
             dio.flags.add("COMP_WORK")
     if zeroout and pos & (bs - 1):
         head = pos & (bs - 1)
-        _submit(dio, m, pos - head, ZERO[:head], zero=True)
+        _submit(dio, m, pos - head, ZERO[:head], True)
     copied, ret = 0, 0
     page = env.page_size
     max_bio = BIO_MAX_VECS * page
@@ -318,12 +323,12 @@ def _bio_iter(dio: Dio, op: str, m: Iomap, pos: int, length: int, left: int) -> 
             ret = EINVAL
             break
         off = pos + copied - dio.iocb.pos
-        _submit(dio, m, pos + copied, dio.buf.view[off : off + n], fua=fua, atomic=atomic)
+        _submit(dio, m, pos + copied, dio.buf.view[off : off + n], False, fua, atomic)
         dio.size += n
         copied += n
     end = pos + copied
     if (zeroout or (op == "write" and end >= dio.inode.size)) and end & (bs - 1):
-        _submit(dio, m, end, ZERO[: bs - (end & (bs - 1))], zero=True)
+        _submit(dio, m, end, ZERO[: bs - (end & (bs - 1))], True)
         ret = 0  # the zeroing's result replaces the loop's
     return (copied, 0) if copied else (0, ret)
 
@@ -340,7 +345,7 @@ def _pin(dio: Dio, pos: int, want: int, align: int) -> int:
     return n - n % align
 
 
-def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, *, zero: bool = False,
+def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, zero: bool = False,
             fua: bool = False, atomic: bool = False) -> None:  # fmt: skip
     assert m.addr is not None
     addr = (m.addr + pos - m.offset) // 512 * 512
@@ -349,8 +354,8 @@ def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, *, zero: bool = Fals
         dio.ref += 1
         index = dio.nbios
         dio.nbios += 1
-    bio = Bio(index, op, addr, data, fua=fua and not zero, zero=zero, atomic=atomic and not zero,
-              end_io=_bio_done, private=dio)  # fmt: skip
+    bio = Bio(index, op, addr, data, fua and not zero, zero, atomic and not zero, 0, _bio_done,
+              dio)  # fmt: skip
     if dio.env.trace:
         dio.env.trace.bio(dio.req, bio)
     submit = dio.env.submit_io

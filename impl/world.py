@@ -36,9 +36,6 @@ _NONE: frozenset[str] = frozenset()
 def _check_request(op: str, pos: int, length: int, done_before: int, fault_at: int | None,
                    page_size: int) -> None:  # fmt: skip
     """Requests the kernel would refuse before any direct-I/O code runs."""
-    if (type(pos) is int and type(done_before) is int and pos >= 0 and done_before >= 0
-            and fault_at is None and pos + length <= LOFF_MAX):  # fmt: skip
-        return  # the common case, checked fast
     for name, value in (("pos", pos), ("done_before", done_before)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{op}: {name} must be a non-negative integer, got {value!r}")
@@ -175,7 +172,9 @@ class World:
     def _rw(self, op: str, inode: Inode, pos: int, buf: bytearray, flags: Iterable[str],
             dio: Iterable[str], sync: bool, fault_at: int | None, done_before: int,
             settle: bool) -> Result:  # fmt: skip
-        _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
+        if (type(pos) is not int or pos < 0 or pos + len(buf) > LOFF_MAX or done_before
+                or type(done_before) is not int or fault_at is not None):  # fmt: skip
+            _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
         self.req += 1
         ubuf = UserBuffer(buf, self.page_size)
         if fault_at is not None:
