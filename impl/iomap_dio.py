@@ -65,9 +65,10 @@ class DioEnv:
     page_size: int = 4096
     trace: Any = None  # a TraceRecorder, or None
     # page cache hooks (a real page cache plugs in here): return 0 or -errno
-    invalidate: Callable[[Inode, int, int, bool], int] = lambda i, p, n, nowait: 0
-    write_and_wait: Callable[[Inode, int, int, bool], int] = lambda i, p, n, nowait: 0
-    invalidate_after: Callable[[Inode, int, int], None] = lambda i, p, n: None
+    # page cache hooks (a real page cache plugs in here; None: no page cache, nothing to do)
+    invalidate: Callable[[Inode, int, int, bool], int] | None = None  # 0 or -errno
+    write_and_wait: Callable[[Inode, int, int, bool], int] | None = None  # 0 or -errno
+    invalidate_after: Callable[[Inode, int, int], None] | None = None
     fsync: Callable[[Inode, int, int], int] | None = None  # generic_write_sync
     # the filesystem's optional callbacks, looked up once (None when it has none)
     dio_start: Any = field(init=False, repr=False)
@@ -131,7 +132,8 @@ def iomap_dio_rw(
     if op == "read":
         if iocb.pos >= dio.i_size:
             return _early(env, inode, iocb, req, 0)
-        ret = env.write_and_wait(inode, iocb.pos, length, nowait)
+        ret = 0 if env.write_and_wait is None else env.write_and_wait(inode, iocb.pos, length,
+                                                                     nowait)  # fmt: skip
         if ret:
             if tr:
                 tr.input(req, "writeback", ret=ret)
@@ -155,7 +157,7 @@ def iomap_dio_rw(
         if buf_wt:
             dio.flags.add("NO_INVALIDATE")
         else:
-            ret = env.invalidate(inode, iocb.pos, length, nowait)
+            ret = 0 if env.invalidate is None else env.invalidate(inode, iocb.pos, length, nowait)
             if ret:
                 if tr:
                     tr.input(req, "invalidate", ret=ret)
@@ -448,7 +450,8 @@ def _complete(dio: Dio, ctx: str) -> int:
         ret = dio.size
         if "WRITE" not in dio.flags and iocb.pos + ret > dio.i_size:
             ret = dio.i_size - iocb.pos
-    if not dio.error and dio.size and "WRITE" in dio.flags and "NO_INVALIDATE" not in dio.flags:
+    if (not dio.error and dio.size and "WRITE" in dio.flags and "NO_INVALIDATE" not in dio.flags
+            and env.invalidate_after is not None):  # fmt: skip
         env.invalidate_after(inode, iocb.pos, dio.size)
     pos_after = iocb.pos
     if ret > 0:

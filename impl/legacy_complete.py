@@ -93,7 +93,8 @@ class LegacyCompletion:
             if ret == EFAULT and transferred:
                 ret = 0  # EFAULT ignored after progress
         ret = ret or self.page_errors or self.io_error or transferred
-        if invalidate and ret > 0 and self.write and self._nrpages():
+        if (invalidate and ret > 0 and self.write and env.invalidate_after is not None
+                and self._nrpages()):  # fmt: skip
             env.invalidate_after(inode, pos, ret)
         # aio: ki_pos += transferred here; otherwise the caller adds a positive ret
         pos_after = pos + transferred if asynchronous else pos + max(ret, 0)

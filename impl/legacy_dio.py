@@ -99,7 +99,8 @@ class LegacyDio(LegacyCompletion):
             if align & ((1 << blkbits) - 1):
                 return self._early(EINVAL)
         if "LOCKING" in self.flags and not self.write:
-            ret = env.write_and_wait(inode, pos, count, "NOWAIT" in self.iocb.flags)
+            nowait = "NOWAIT" in self.iocb.flags
+            ret = 0 if env.write_and_wait is None else env.write_and_wait(inode, pos, count, nowait)
             if ret:
                 if tr:
                     tr.input(self.req, "writeback", ret=ret)
