@@ -269,7 +269,8 @@ class PageCache:
                 n = min(mp.end, end) - p
                 chunk = bytes(page.data[p - start : p - start + n])
                 self.device.write(mp.addr + p - mp.offset, chunk)
-                flags = {"WRITE"} | ({"UNWRITTEN"} if mp.type == UNWRITTEN else set())
+                # WRITEBACK: a buffered ioend completing (xfs_end_ioend), not a dio's end_io
+                flags = {"WRITE", "WRITEBACK"} | ({"UNWRITTEN"} if mp.type == UNWRITTEN else set())
                 flags |= {"COW"} if F_SHARED in mp.flags else set()
                 size = min(n, inode.size - p)  # clipped to i_size: writeback never extends
                 if end_io is not None and (r := end_io(inode, p, size, 0, frozenset(flags))):

@@ -27,6 +27,9 @@ class Result:
     ret: int  # what the request returned, or (async) what ->ki_complete received
     queued: bool = False  # the submitter got -EIOCBQUEUED
     data: bytes = b""  # what a read put into the user buffer (up to ret bytes)
+    # an async request: ->ki_complete's result lands here when it completes (settle=False)
+    completion: list[int] | None = None
+    req: int = 0  # the request's number in the trace
 
 
 LOFF_MAX = (1 << 63) - 1
@@ -114,6 +117,36 @@ class World:
             return self.pc.fsync(inode)
         return self.fs.fsync(inode)
 
+    def truncate(self, inode: Inode, size: int) -> None:
+        """truncate(2): the page cache first (it zeroes the tail of a partial EOF page)."""
+        if self.pc is not None:
+            self.pc.truncate(inode, size)
+        else:
+            self.fs.truncate(inode, size)
+
+    def punch(self, inode: Inode, pos: int, length: int) -> None:
+        """fallocate(PUNCH_HOLE | KEEP_SIZE) of whole blocks: the range is written back
+        and evicted from the page cache, then the filesystem frees the blocks."""
+        bs = self.fs.block_size
+        if pos % bs or length % bs:
+            raise ValueError(f"punch: [{pos}, {pos + length}) is not {bs}-byte block aligned")
+        if self.pc is not None:
+            self.pc.writeback(inode, pos, length)
+            self.pc.drop(inode, pos, length)
+        self.fs.punch(inode, pos, length)
+
+    def fallocate(self, inode: Inode, pos: int, length: int, keep_size: bool = False) -> None:
+        """fallocate(2) mode 0 or KEEP_SIZE: unwritten blocks where there are holes."""
+        self.fs.fallocate(inode, pos, length, keep_size)
+
+    def reflink(self, src: Inode, dst: Inode) -> None:
+        """FICLONE: both files written back, dst's pages evicted, then the clone."""
+        if self.pc is not None:
+            self.pc.writeback(src)
+            self.pc.writeback(dst)
+            self.pc.drop(dst)
+        self.fs.reflink(src, dst)
+
     def crash(self) -> None:
         """Power failure: bios in flight are lost, so is everything not durable."""
         if self.sched.threaded:
@@ -200,7 +233,7 @@ class World:
             else:
                 self.sched.wait(lambda: bool(completed))
             ret = completed[0]
-        return Result(ret, queued)
+        return Result(ret, queued, b"", None if sync else completed, self.req)
 
     def pwrite(self, inode: Inode, pos: int, data: bytes, *, flags: Iterable[str] = (),
                dio: Iterable[str] = (), sync: bool = True, fault_at: int | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import arith
 from . import errno as E
 from .engine import ModelEngine
 from .evolve import evolve
@@ -119,7 +120,9 @@ def dio_rw_begin(s: IomapState) -> tuple[IomapState, Action | None]:
         return s, NeedWriteback(req.pos, req.len)
     flags = s.flags | WRITE
     # __iomap_dio_rw (L726-731): OVERWRITE_ONLY fails with -EAGAIN at or past EOF
-    if "OVERWRITE_ONLY" in req.dio and (req.pos >= s.i_size or req.pos + req.len > s.i_size):
+    if "OVERWRITE_ONLY" in req.dio and (
+        req.pos >= s.i_size or arith.past_size(req.pos, req.len, s.i_size)
+    ):
         return _return_early(s, E.EAGAIN, "__iomap_dio_rw: OVERWRITE_ONLY write reaches EOF")
     # __iomap_dio_rw (L738-752): dsync needs sync completion; O_DSYNC alone tries FUA
     # RFC writethrough: BUF_WRITETHROUGH requests get neither (sync is the caller's job)
@@ -129,7 +132,7 @@ def dio_rw_begin(s: IomapState) -> tuple[IomapState, Action | None]:
             flags |= WRITE_THROUGH
     # __iomap_dio_rw (L757-758): i_size updates need process context
     # RFC writethrough: BUF_WRITETHROUGH always completes in process context
-    if req.pos + req.len > s.i_size or flags & BUF_WRITETHROUGH:
+    if arith.past_size(req.pos, req.len, s.i_size) or flags & BUF_WRITETHROUGH:
         flags |= COMP_WORK
     if flags & BUF_WRITETHROUGH:
         # RFC writethrough: no invalidation before, nor after (NO_INVALIDATE)

@@ -5,6 +5,7 @@ Line numbers (L…) refer to ../shared/seeds/iomap-direct-io.c.
 
 from __future__ import annotations
 
+from . import arith
 from . import errno as E
 from .evolve import evolve
 from .iomap_state import (
@@ -39,7 +40,7 @@ def iomap_dio_bio_iter(s: IomapState) -> IomapState:
     # iomap_dio_bio_iter (L408-411): FSBLOCK_ALIGNED asks fs-block alignment, else lbs
     align = geo.fs_block_size if s.flags & FSBLOCK_ALIGNED else geo.logical_block_size
     # iomap_dio_bio_iter (L413-414): misaligned position or length -> -EINVAL
-    if (pos | length) & (align - 1):
+    if arith.misaligned(pos, length, align):
         why = f"iomap_dio_bio_iter: pos {pos} or length {length} not aligned to {align}"
         return set_status(s, E.EINVAL, why)
     flags = s.flags
@@ -87,9 +88,9 @@ def iomap_dio_bio_iter(s: IomapState) -> IomapState:
     )
     if zeroout:
         # iomap_dio_bio_iter (L518-525): zero from the block start to the write offset
-        pad = pos & (geo.fs_block_size - 1)
+        start, pad = arith.zero_head(pos, geo.fs_block_size)
         if pad:
-            return _submit(s, pos - pad, pad, zero=True, rule="iomap_dio_zero: head pad")
+            return _submit(s, start, pad, zero=True, rule="iomap_dio_zero: head pad")
     return s
 
 
@@ -206,12 +207,11 @@ def bio_tail(s: IomapState) -> tuple[IomapState, Action | None]:
     # extents, or when the write ends at/after i_size (stale data via mmap otherwise)
     s = evolve(s, phase=BIO_OUT)
     if s.b_zeroout or (s.flags & WRITE and s.b_pos >= s.inode_size):
-        bs = s.geo.fs_block_size
-        pad = s.b_pos & (bs - 1)
+        start, pad = arith.zero_tail(s.b_pos, s.geo.fs_block_size)
         if pad:
             # the zeroing's return value (0) replaces an earlier error of the loop
             s = evolve(s, b_ret=0)
-            return _submit(s, s.b_pos, bs - pad, zero=True, rule="iomap_dio_zero: tail pad"), None
+            return _submit(s, start, pad, zero=True, rule="iomap_dio_zero: tail pad"), None
     return s, None
 
 

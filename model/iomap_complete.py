@@ -5,6 +5,7 @@ Line numbers (L…) refer to ../shared/seeds/iomap-direct-io.c.
 
 from __future__ import annotations
 
+from . import arith
 from . import errno as E
 from .evolve import evolve
 from .iomap_state import (
@@ -57,7 +58,7 @@ def after_loop(s: IomapState) -> tuple[IomapState, Action | None]:
 
 def _set_error(s: IomapState, err: int, why: str) -> IomapState:
     # iomap_dio_set_error (L174-177): cmpxchg, the first error wins
-    if s.error:
+    if arith.first_error(s.error, err) == s.error:
         return s
     return evolve(s, error=err, error_why=why)
 
@@ -100,8 +101,9 @@ def iomap_dio_complete(s: IomapState, ctx: str) -> IomapState:
         # iomap_dio_complete (L117-123): ret = bytes done, capped at i_size for reads
         ret = s.size
         why = f"iomap_dio_complete: dio->size = {s.size}"
-        if not s.flags & WRITE and req.pos + ret > s.i_size:
-            ret = s.i_size - req.pos
+        capped = ret if s.flags & WRITE else arith.short_read_cap(req.pos, ret, s.i_size)
+        if capped != ret:
+            ret = capped
             why = f"iomap_dio_complete: short read capped at i_size - pos = {ret}"
     # iomap_dio_complete (L137-139): invalidate after a successful write
     invalidated = bool(not s.error and s.size and s.flags & WRITE and not s.flags & NO_INVALIDATE)
@@ -111,14 +113,14 @@ def iomap_dio_complete(s: IomapState, ctx: str) -> IomapState:
     if s.flags & WRITE and not s.error and s.size and req.pos + s.size > inode_size:
         inode_size = req.pos + s.size
     outputs: list = []
-    pos_after = req.pos
+    pos_after = arith.ki_pos_after(req.pos, ret)  # L141-144: if (ret > 0) ki_pos += ret
     if ret > 0:
-        pos_after = req.pos + ret  # L144: ki_pos += ret
         if s.flags & NEED_SYNC:
             # L150-151: generic_write_sync() for dsync writes not written through
             outputs.append(Flush(rule="iomap_dio_complete: generic_write_sync (NEED_SYNC)"))
         if req.done_before:
-            ret += req.done_before  # L152-153: report the total, done_before included
+            # L152-153: report the total, done_before included
+            ret = arith.add_done_before(ret, req.done_before)
             why += f" + done_before {req.done_before}"
     end_io = frozenset(n for b, n in ((UNWRITTEN, "UNWRITTEN"), (COW, "COW")) if s.flags & b)
     outputs.append(

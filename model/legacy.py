@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import arith, legacy_bio, legacy_complete, legacy_submit
 from . import errno as E
-from . import legacy_bio, legacy_complete, legacy_submit
 from .engine import ModelEngine
 from .legacy_state import (
     BLOCKDEV_DIRECT_IO,
@@ -103,14 +103,11 @@ def blockdev_direct_io(s: LegacyState) -> Step:
     if not c.write and c.pos >= c.i_size:
         return fail(s, 0, "__blockdev_direct_IO (L1139-1141): read at/after i_size")
     # __blockdev_direct_IO (L1144-1150): fs-block alignment, else bdev logical block
-    align = c.pos | c.count
-    blkbits = c.i_blkbits
-    if align & ((1 << blkbits) - 1):
-        blkbits = c.lbs_bits
-        if align & ((1 << blkbits) - 1):
-            return fail(
-                s, E.EINVAL, "__blockdev_direct_IO (L1144-1149): misaligned to the logical block"
-            )
+    blkbits = arith.blockdev_blkbits(c.pos, c.count, c.i_blkbits, c.lbs_bits)
+    if blkbits < 0:
+        return fail(
+            s, E.EINVAL, "__blockdev_direct_IO (L1144-1149): misaligned to the logical block"
+        )
     s = evolve(s, blkbits=blkbits)
     # __blockdev_direct_IO (L1152-1158): DIO_LOCKING reads write back the range first
     if c.locking and not c.write:
@@ -139,7 +136,7 @@ def dio_setup(s: LegacyState) -> Step:
     c = s.cfg
     end = c.pos + c.count
     # __blockdev_direct_IO (L1166-1171): sync kiocbs and extending writes wait
-    is_async = not c.sync_kiocb and not (c.write and end > c.i_size)
+    is_async = not c.sync_kiocb and not (c.write and arith.past_size(c.pos, c.count, c.i_size))
     # __blockdev_direct_IO (L1186-1189): aio O_(D)SYNC writes defer completion
     defer = is_async and c.write and c.dsync
     blkfactor = c.i_blkbits - s.blkbits
@@ -151,8 +148,8 @@ def dio_setup(s: LegacyState) -> Step:
         is_async=is_async,
         defer_completion=defer,
         blkfactor=blkfactor,
-        block_in_file=c.pos >> s.blkbits,
-        final_block_in_request=end >> s.blkbits,
+        block_in_file=arith.pos_to_block(c.pos, s.blkbits),
+        final_block_in_request=arith.pos_to_block(end, s.blkbits),
         refcount=1,
         pages_in_io=(2 if blkfactor else 0) + npages,
     )

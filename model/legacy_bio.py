@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import arith
 from .legacy_complete import dio_bio_complete
 from .legacy_state import (
     BIO_MAX_VECS,
@@ -73,7 +74,7 @@ def _install_cur_page(s: LegacyState) -> LegacyState:
         cur_page_offset=s.sps_offset,
         cur_page_len=s.sps_len,
         cur_page_block=s.sps_block,
-        cur_page_fs_offset=s.block_in_file << s.blkbits,
+        cur_page_fs_offset=arith.blocks_to_bytes(s.block_in_file, s.blkbits),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import arith
 from . import errno as E
 from .legacy_state import (
     AIO_WAIT,
@@ -35,7 +36,7 @@ def dio_bio_complete(s: LegacyState, status: int) -> LegacyState:
     if not status:
         return s
     nowait_bio = s.cfg.write and s.cfg.nowait  # L1176-1177: REQ_NOWAIT only on writes
-    return evolve(s, io_error=E.EAGAIN if status == E.EAGAIN and nowait_bio else E.EIO)
+    return evolve(s, io_error=arith.legacy_io_error(s.io_error, status, nowait_bio))
 
 
 def bio_end_io(s: LegacyState, index: int, status: int) -> LegacyState:
@@ -143,8 +144,9 @@ def dio_complete(s: LegacyState) -> Step:
     if s.result:
         transferred = s.result
         # dio_complete (L253-255): short read: cap at dio->i_size - offset
-        if not c.write and c.pos + transferred > c.i_size:
-            transferred, capped = c.i_size - c.pos, True
+        if not c.write:
+            capped_to = arith.short_read_cap(c.pos, transferred, c.i_size)
+            transferred, capped = capped_to, capped_to != transferred
         # dio_complete (L257-258): ignore EFAULT if some IO has been done
         if ret == E.EFAULT and transferred:
             ret = 0
@@ -162,7 +164,7 @@ def dio_complete(s: LegacyState) -> Step:
     # dio_complete (L287-295): invalidate the written range if pages are cached
     invalidated = s.cmpl_invalidate and ret > 0 and c.write and c.cached_pages
     # dio_complete (L305): aio ki_pos += transferred; else the caller adds ret if ret > 0
-    pos_after = c.pos + transferred if s.cmpl_async else c.pos + max(ret, 0)
+    pos_after = arith.legacy_ki_pos(c.pos, ret, transferred, s.cmpl_async)
     # dio_complete (L307-308) / the caller: generic_write_sync for O_(D)SYNC writes
     flush = ret > 0 and c.write and c.dsync
     i_size = max(c.i_size, c.pos + ret) if c.write and ret > 0 else c.i_size

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import arith
 from . import errno as E
 from .legacy_bio import call_send, call_sps, dio_bio_submit
 from .legacy_state import (
@@ -246,7 +247,7 @@ def do_holes(s: LegacyState) -> Step:
     if s.cfg.write:
         return direct_io_out(s, E.ENOTBLK, "do_direct_IO (L971-973): unmapped block on write")
     # do_direct_IO (L980-987): a hole at/after ALIGN(i_size, dio block) is EOF
-    i_size_aligned = (s.cfg.i_size + s.dio_block - 1) & ~(s.dio_block - 1)
+    i_size_aligned = arith.round_up(s.cfg.i_size, s.dio_block)
     if s.block_in_file >= i_size_aligned >> s.blkbits:
         return direct_io_out(s, 0, "do_direct_IO (L982-986): hole at EOF")
     if s.from_ + s.dio_block > s.cfg.page_size:
@@ -277,7 +278,7 @@ def do_direct_io_mapped(s: LegacyState) -> Step:
     if blocks == s.blocks_available:
         s = evolve(s, boundary=s.map_boundary)  # do_direct_IO (L1017-1018)
     s = evolve(s, chunk_blocks=blocks)
-    nbytes = blocks << s.blkbits
+    nbytes = arith.blocks_to_bytes(blocks, s.blkbits)
     return call_sps(s, s.page, s.from_, nbytes, s.next_block_for_io, DIO_SUBMITTED), None
 
 
@@ -287,7 +288,7 @@ def do_direct_io_submitted(s: LegacyState) -> Step:
         return direct_io_out(s, s.call_ret, "submit_page_section: dio_bio_reap error")
     # do_direct_IO (L1028-1033): advance past the submitted chunk
     blocks = s.chunk_blocks
-    nbytes = blocks << s.blkbits
+    nbytes = arith.blocks_to_bytes(blocks, s.blkbits)
     s = evolve(
         s,
         phase=NEXT_BLOCK,
@@ -318,15 +319,12 @@ def dio_zero_block(s: LegacyState) -> Step:
     if not s.blkfactor or not s.map_new:
         return evolve(s, phase=s.zero_caller), None
     # dio_zero_block (L853-866): zero up to block_in_file (start) or from it (end)
-    per_fs_block = 1 << s.blkfactor
-    blocks = s.block_in_file & (per_fs_block - 1)
+    blocks = arith.zero_block_chunk(s.block_in_file, s.blkfactor, s.zero_end)
     if not blocks:
         return evolve(s, phase=s.zero_caller), None
-    if s.zero_end:
-        blocks = per_fs_block - blocks
     s = evolve(s, zero_blocks=blocks)
     # dio_zero_block (L868-870): ZERO_PAGE at next_block_for_io via submit_page_section
-    nbytes = blocks << s.blkbits
+    nbytes = arith.blocks_to_bytes(blocks, s.blkbits)
     return call_sps(s, ZERO_PAGE, 0, nbytes, s.next_block_for_io, DIO_ZERO_BLOCK_RET), None
 
 

@@ -161,6 +161,23 @@ def _parse(lines: Iterable[tuple[int, str]], path: str) -> Trace:
     return Trace(path, header, tuple(events))
 
 
+def parse_header(obj: dict[str, Any], path: str = "<header>") -> Header:
+    """Validate a header given as a dict (line 1 of a trace)."""
+    try:
+        return _make_header(obj)
+    except Problem as p:
+        raise TraceFormatError(path, 1, str(p)) from None
+
+
+def make_event(path: str, line: int, obj: dict[str, Any], header: Header) -> Event:
+    """Validate one event given as a dict, as line ``line`` of a trace under ``header``
+    (the per-request ordering checks of a whole file are not made)."""
+    try:
+        return _make_event(line, obj, header)
+    except Problem as p:
+        raise TraceFormatError(path, line, str(p)) from None
+
+
 class _DuplicateKey(Exception):
     pass
 

@@ -38,7 +38,15 @@ from ..model.types import (
     Queued,
     WritebackResult,
 )
-from .format import Event, Trace, begin_to_request, event_to_input, read_trace
+from .format import (
+    Event,
+    Trace,
+    begin_to_request,
+    event_to_input,
+    make_event,
+    parse_header,
+    read_trace,
+)
 
 
 @frozen
@@ -387,3 +395,43 @@ def replay_trace(trace: Trace) -> FileResult:
 def replay_file(path: str) -> FileResult:
     """Read, validate and replay one file (raises TraceFormatError when malformed)."""
     return replay_trace(read_trace(path))
+
+
+class StreamReplayer(Replayer):
+    """A replay fed one event at a time, as a recorder produces them (the conformance
+    suite checks each request as soon as it has run). Line numbers are those of the
+    trace file the same events make (header on line 1)."""
+
+    def __init__(self, header: dict[str, Any], path: str = "<stream>") -> None:
+        h = parse_header(header, path)
+        super().__init__(Trace(path, h, ()))
+        self.path = path
+
+    def feed(self, line: int, obj: dict[str, Any]) -> Divergence | None:
+        """Check one event (a trace line as a dict); the first divergence, or None."""
+        e = make_event(self.path, line, obj, self.trace.header)
+        try:
+            self._event(e)
+        except _Diverged as d:
+            return Divergence(self.path, d.line, d.req, d.says, d.predicts, d.rule)
+        return None
+
+    def state_of(self, req: int) -> Any:
+        """The model's state of request ``req`` while it is in flight (None after)."""
+        r = self.requests.get(req)
+        return None if r is None else r.state
+
+    def abandon(self) -> list[int]:
+        """A crash: the requests in flight never complete; forget them."""
+        gone = list(self.requests)
+        self.requests.clear()
+        return gone
+
+    def finish(self, line: int) -> Divergence | None:
+        """The end of the stream: requests still open are completed as at end of file."""
+        try:
+            for r in list(self.requests.values()):
+                self._finish_at_eof(r, line)
+        except _Diverged as d:
+            return Divergence(self.path, d.line, d.req, d.says, d.predicts, d.rule)
+        return None

@@ -86,6 +86,11 @@ class ExtentFs:
         self.meta = Meta(next_block=first_block)
         self.durable = copy.deepcopy(self.meta)
         self.inodes: dict[int, Inode] = {}
+        # blocks a write allocated past EOF as written (ext4: MAPPED|NEW, the inode on
+        # the orphan list): what the write did not bring inside i_size is freed at its
+        # completion (ext4_truncate_failed_write), so no stale block stays in the file
+        self.fresh: dict[int, set[int]] = {}
+        self.dio_active: dict[int, int] = {}  # direct-I/O requests in flight, per inode
         self.capacity = device.size // block_size  # type: ignore[attr-defined]
 
     # -- files --------------------------------------------------------------------
@@ -136,6 +141,8 @@ class ExtentFs:
         """After a power failure: the device keeps what was durable, and so does the
         metadata (journal replay)."""
         self.device.crash()  # type: ignore[attr-defined]
+        self.fresh.clear()
+        self.dio_active.clear()
         self.meta = copy.deepcopy(self.durable)
         for ino, f in self.meta.files.items():
             self.inodes.setdefault(ino, Inode(ino)).size = f.size
@@ -239,6 +246,48 @@ class ExtentFs:
         assert start_dev is not None
         typ = UNWRITTEN if state == PREALLOC else MAPPED
         return Iomap(first * bs, (blk - first) * bs, typ, frozenset({F_NEW}), start_dev * bs)
+
+    def allocate_for_dio(self, inode: Inode, pos: int, length: int,
+                         flags: frozenset[str]) -> Iomap:  # fmt: skip
+        """Blocks for a direct write into a hole, as ext4_iomap_alloc does: unwritten
+        inside i_size (converted at completion for what was written, so a failed write
+        leaves zeros), written past EOF (freed at completion unless i_size covers them)."""
+        bs = self.block_size
+        eof = -(-inode.size // bs) * bs
+        if pos < eof:
+            return self.allocate_for_write(inode, pos, min(length, eof - pos), flags, PREALLOC)
+        m = self.allocate_for_write(inode, pos, length, flags, WRITTEN)
+        self.fresh.setdefault(inode.ino, set()).update(
+            range(m.offset // bs, (m.offset + m.length) // bs))
+        return m
+
+    def dio_start(self, inode: Inode) -> None:
+        """A direct-I/O request begins (iomap_dio_rw calls it before the first mapping)."""
+        self.dio_active[inode.ino] = self.dio_active.get(inode.ino, 0) + 1
+
+    def dio_done(self, inode: Inode) -> None:
+        """A direct-I/O request completed (from ->end_io): once none is in flight, the
+        blocks allocated past EOF that i_size does not cover are freed. Waiting for the
+        inode to be quiet stands for ext4's exclusive lock around extending writes."""
+        n = self.dio_active.get(inode.ino, 1) - 1
+        if n > 0:
+            self.dio_active[inode.ino] = n
+            return
+        self.dio_active.pop(inode.ino, None)
+        self.trim_fresh(inode)
+
+    def trim_fresh(self, inode: Inode) -> None:
+        """Blocks allocated past EOF by direct writes that i_size does not cover now are
+        freed (ext4_truncate_failed_write)."""
+        blocks = self.fresh.pop(inode.ino, None)
+        if not blocks:
+            return
+        bs = self.block_size
+        eof = -(-inode.size // bs)
+        f = self.file(inode)
+        for blk in sorted(blocks):
+            if blk >= eof and blk in f.blocks:
+                self._release(f.blocks.pop(blk)[0])
 
     def convert(self, inode: Inode, pos: int, size: int) -> None:
         """Unwritten blocks of [pos, pos+size) become written."""

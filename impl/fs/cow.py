@@ -57,7 +57,7 @@ class ReflinkFs(ExtentFs):
         if "WRITE" not in flags:
             return m
         if m.type == HOLE:
-            return self.allocate_for_write(inode, pos, m.end - pos, flags, WRITTEN)
+            return self.allocate_for_dio(inode, pos, m.end - pos, flags)
         if F_SHARED not in m.flags:
             return m
         bs = self.block_size
@@ -85,22 +85,22 @@ class ReflinkFs(ExtentFs):
         return staged
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
-        if "WRITE" not in flags:
-            return error
-        if "COW" in flags:
+        if "WRITE" in flags and "COW" in flags:
             self._remap(inode, pos, size if not error else 0)
-        if error or not size:
-            return error
-        if "UNWRITTEN" in flags:
-            self.convert(inode, pos, size)
-        self.extend(inode, pos, size)
-        return 0
+        if "WRITE" in flags and not error and size:
+            if "UNWRITTEN" in flags:
+                self.convert(inode, pos, size)
+            self.extend(inode, pos, size)
+        if "WRITEBACK" not in flags:  # a direct-I/O request's completion
+            self.dio_done(inode)
+        return error
 
     def _remap(self, inode: Inode, pos: int, size: int) -> None:
         """Move the written part of the COW fork into the file; cancel the rest."""
         f = self.file(inode)
         bs = self.block_size
-        done = range(pos // bs, (pos + size) // bs) if size else range(0)
+        # every block the written bytes touch (writeback passes a size clipped to i_size)
+        done = range(pos // bs, -(-(pos + size) // bs)) if size else range(0)
         for key in [k for k in self.cow_fork if k[0] == inode.ino]:
             dev = self.cow_fork.pop(key)
             blk = key[1]
@@ -191,6 +191,7 @@ class BtrfsLikeFs(ReflinkFs):
 
     def dio_start(self, inode: Inode) -> None:
         """A request begins (btrfs_dio_read/write: a fresh struct btrfs_dio_data)."""
+        super().dio_start(inode)
         self.submitted[inode.ino] = 0
 
     def submit_io(self, inode: Inode, bio: Bio, pos: int, sched: object) -> None:

@@ -1,8 +1,10 @@
 """Two reference filesystems for the iomap engine.
 
-``OverwriteFs``: blocks are overwritten in place; a write into a hole allocates blocks
-and reports them MAPPED with IOMAP_F_NEW (so the engine zeroes sub-block edges and
-completes in process context); ``end_io`` moves i_size.
+``OverwriteFs`` (ext4-like): blocks are overwritten in place; a direct write into a hole
+allocates blocks, reported with IOMAP_F_NEW (so the engine zeroes sub-block edges and
+completes in process context): unwritten inside i_size, converted by ``end_io`` for what
+was written; written past EOF, where ``end_io`` moves i_size and frees what i_size does
+not cover (ext4_truncate_failed_write). A failed write never leaves stale blocks.
 
 ``XfsLikeFs``: fallocate makes unwritten extents; a write into a hole allocates
 unwritten blocks (UNWRITTEN + NEW), and ``end_io`` converts what was written and moves
@@ -22,6 +24,8 @@ class OverwriteFs(ExtentFs):
     def iomap_begin(self, inode: Inode, pos: int, length: int, flags: frozenset[str]) -> Iomap:
         m = self.extent_at(inode, pos, length)
         if "WRITE" in flags and m.type == HOLE:
+            if self.alloc_state == WRITTEN:
+                return self.allocate_for_dio(inode, pos, m.end - pos, flags)
             return self.allocate_for_write(inode, pos, m.end - pos, flags, self.alloc_state)
         if "WRITE" in flags and "OVERWRITE_ONLY" in flags and m.type == UNWRITTEN:
             from ..api import EAGAIN, DioError
@@ -31,12 +35,13 @@ class OverwriteFs(ExtentFs):
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
         # xfs_dio_write_end_io: writes only; nothing to do on error or for no bytes
-        if "WRITE" not in flags or error or not size:
-            return error
-        if "UNWRITTEN" in flags:
-            self.convert(inode, pos, size)
-        self.extend(inode, pos, size)
-        return 0
+        if "WRITE" in flags and not error and size:
+            if "UNWRITTEN" in flags:
+                self.convert(inode, pos, size)
+            self.extend(inode, pos, size)
+        if "WRITEBACK" not in flags:  # a direct-I/O request's completion
+            self.dio_done(inode)
+        return error
 
 
 class XfsLikeFs(OverwriteFs):

@@ -1,0 +1,439 @@
+"""Model, oracle and implementation side by side, one operation at a time.
+
+`Harness.apply(op)` runs an operation (`conformance.ops`) on the implementation (a
+`World`: engine, reference filesystem, page cache and image device, recording a v1
+trace) and checks it at once, two ways:
+
+- **engine level**: the request's trace events, as the implementation recorded them
+  (its environment choices: mappings, bio cuts, completion order and statuses), are fed
+  to the model's engine (`StreamReplayer`), which predicts every output itself: bios,
+  FUA, flush, -EIOCBQUEUED, result, position and i_size. The first difference fails.
+- **file level**: the model's oracle (`model.oracle`) is told what each operation did
+  and checks what reads return (data read back, the range an operation touched as the
+  implementation now holds it, everything after a crash): equal contents, no stale
+  bytes, every acknowledged O_DSYNC/O_SYNC write still there after a crash, equal i_size.
+
+A failure raises `ConformanceFailure`, which carries the story (every operation
+applied), the kind of failure and what to save (trace events, operations).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+
+from ..impl.api import ContractError
+from ..impl.examples import ENGINES, FILESYSTEMS
+from ..impl.world import World
+from ..model.oracle import Oracle, Problem
+from ..model.oracle_state import ZERO_SET
+from ..model.pattern import pattern
+from ..traces.replay import StreamReplayer
+from .ops import (
+    BufferedRead,
+    BufferedWrite,
+    CompleteBio,
+    Crash,
+    DirectRead,
+    DirectWrite,
+    Fallocate,
+    FileWrite,
+    Fsync,
+    Op,
+    Pick,
+    Punch,
+    Reflink,
+    Truncate,
+)
+from .snapshot import data_ranges, merge_ranges, read_view
+
+EIOCBQUEUED = -529
+KINDS = ("engine", "contents", "stale", "lost", "size", "contract", "crash")
+
+
+class ConformanceFailure(AssertionError):
+    """The implementation and the model (or its oracle) disagree, or a callback broke
+    its contract. ``kind``: one of `KINDS`; ``story``: the operations applied."""
+
+    def __init__(self, kind: str, message: str, harness: Harness) -> None:
+        self.kind = kind
+        self.message = message
+        self.ops: list[Op] = list(harness.ops)
+        self.events: list[dict[str, Any]] = [dict(e) for e in harness.world.trace.events]
+        self.header: dict[str, Any] = dict(harness.world.trace.header)
+        self.config: dict[str, Any] = harness.config()
+        super().__init__(f"{kind}: {message}\n{self.story()}")
+
+    def story(self) -> str:
+        lines = [f"  {i + 1:3}. {op.describe()}" for i, op in enumerate(self.ops)]
+        return "operations (the last one failed):\n" + "\n".join(lines)
+
+
+@define
+class Stats:
+    steps: int = 0
+    requests: int = 0
+    bios: int = 0
+    crashes: int = 0
+    races: int = 0  # completions the schedule placed out of the default order
+    divergences: int = 0
+
+    def add(self, other: Stats) -> None:
+        for name in ("steps", "requests", "bios", "crashes", "races", "divergences"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@define
+class _Pending:
+    """An async request the submitter left in flight (-EIOCBQUEUED)."""
+
+    op: DirectWrite | DirectRead
+    req: int
+    completion: list[int]
+    buf: bytearray
+    ino: int
+
+
+@define
+class Harness:
+    """One implementation world and its model, checked after every operation."""
+
+    fs: str
+    engine: str = "iomap"
+    logical_block_size: int = 512
+    write_cache: bool = True
+    fua: bool = False
+    nfiles: int = 2
+    image_dir: str | None = None
+    size: int = 1 << 30
+    fs_factory: Callable[[Any], Any] | None = None
+    world: World = field(init=False)
+    oracle: Oracle = field(init=False)
+    stream: StreamReplayer = field(init=False)
+    files: list[Any] = field(init=False)
+    ops: list[Op] = field(init=False, factory=list)
+    stats: Stats = field(init=False, factory=Stats)
+    pending: _Pending | None = field(init=False, default=None)
+    _plan: Iterator[Pick | None] = field(init=False, factory=lambda: iter(()))
+    _fed: int = field(init=False, default=0)
+    _tmp: Any = field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        factory = self.fs_factory or FILESYSTEMS.get(self.fs)
+        if factory is None:
+            raise ValueError(f"unknown filesystem {self.fs!r} (known: {sorted(FILESYSTEMS)})")
+        if self.fs_factory is None and ENGINES.get(self.fs, "iomap") != self.engine:
+            raise ValueError(f"filesystem {self.fs!r} does not run on the {self.engine} engine")
+        self._tmp = tempfile.TemporaryDirectory(prefix="dioconf-run-", dir=self.image_dir)
+        self.world = World(factory, image=Path(self._tmp.name) / "image", size=self.size,
+                           logical_block_size=self.logical_block_size,
+                           write_cache=self.write_cache, fua=self.fua, engine=self.engine,
+                           page_cache=self.engine == "iomap", schedule=self._schedule)  # fmt: skip
+        self.stream = StreamReplayer(self.world.trace.header, "<conformance>")
+        self.oracle = Oracle()
+        self.files = []
+        for _ in range(self.nfiles):
+            f = self.world.create()
+            self.files.append(f)
+            self.oracle = self.oracle.create(f.ino)
+        self.world.fsync()  # the files exist durably (a crash keeps them)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        try:
+            self.world.close()
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this harness (for a reproduction)."""
+        return {"fs": self.fs, "engine": self.engine,
+                "logical_block_size": self.logical_block_size,
+                "write_cache": self.write_cache, "fua": self.fua,
+                "nfiles": self.nfiles}  # fmt: skip
+
+    @property
+    def block_size(self) -> int:
+        return int(self.world.fs.block_size)
+
+    def inflight(self) -> int:
+        return len(self.world.sched.inflight)
+
+    def run(self, ops: Iterable[Op]) -> None:
+        """Apply every operation (a reproduction)."""
+        for op in ops:
+            self.apply(op)
+
+    def save_trace(self, path: str | Path) -> Path:
+        return self.world.save_trace(path)
+
+    # -- applying ----------------------------------------------------------------------
+
+    def apply(self, op: Op) -> None:
+        self.ops.append(op)
+        self.stats.steps += 1
+        if self.pending is not None and not isinstance(op, CompleteBio | Crash):
+            raise ValueError(f"{op.describe()}: a request is in flight; complete it or crash")
+        try:
+            _HANDLERS[type(op)](self, op)
+        except ContractError as exc:
+            raise ConformanceFailure("contract", str(exc), self) from exc
+        self._feed()
+
+    def fail(self, kind: str, message: str) -> None:
+        if kind == "engine":
+            self.stats.divergences += 1
+        raise ConformanceFailure(kind, message, self)
+
+    # -- race control ------------------------------------------------------------------
+
+    def _schedule(self, where: str, inflight: list[Any]) -> list[tuple[Any, int]]:
+        pick = next(self._plan, None)
+        if pick is None or not inflight:
+            return []
+        bio = inflight[pick.k % len(inflight)]
+        if where != "wait" or bio is not inflight[0] or pick.status:
+            self.stats.races += 1
+        return [(bio, pick.status)]
+
+    # -- engine-level check ------------------------------------------------------------
+
+    def _feed(self) -> None:
+        events = self.world.trace.events
+        pending_req = self.pending.req if self.pending is not None else None
+        while self._fed < len(events):
+            obj = events[self._fed]
+            self._fed += 1
+            ev = obj["ev"]
+            if ev == "begin":
+                self.stats.requests += 1
+                if obj["req"] == pending_req and self.pending is not None:
+                    # in flight: iomap_dio_done will read the cached pages of now
+                    obj = dict(obj)
+                    cached = self.world.pc is not None and self.files[
+                        self.pending.op.file].cached_pages > 0  # fmt: skip
+                    obj.pop("cached_pages", None)
+                    if cached:
+                        obj["cached_pages"] = True
+            elif ev == "bio":
+                self.stats.bios += 1
+            div = self.stream.feed(self._fed + 1, obj)
+            if div is not None:
+                self.fail("engine", "\n".join(div.report()))
+
+    # -- file-level checks -------------------------------------------------------------
+
+    def _problems(self, problems: list[Problem]) -> None:
+        if problems:
+            worst = next((p for p in problems if p.kind in ("stale", "lost")), problems[0])
+            kind = "contents" if worst.kind == "mismatch" else worst.kind
+            self.fail(kind, "; ".join(str(p) for p in problems[:4]))
+
+    def _check_range(self, index: int, pos: int, end: int) -> None:
+        """The implementation's view of [pos, end) against the oracle, which then keeps
+        what the implementation chose where it could choose. Sparse: only where either
+        side may hold anything but zeros, plus the blocks at both ends, is read."""
+        f = self.files[index]
+        self._problems(self.oracle.check_size(f.ino, f.size))
+        self.oracle = self.oracle.observe_size(f.ino, f.size)
+        end = min(end, f.size)
+        if pos >= end:
+            return
+        bs = self.block_size
+        ranges = [(pos, min(end, pos + bs)), (max(pos, end - bs), end)]
+        ranges += data_ranges(self.world, f, pos, end)
+        ranges += [(max(s, pos), min(e, end)) for s, e, vals in self.oracle.contents(f.ino)
+                   if s < end and e > pos and vals != ZERO_SET]  # fmt: skip
+        for s, e in merge_ranges(ranges, bs):
+            data = read_view(self.world, f, s, e)
+            self._problems(self.oracle.check_read(f.ino, s, data))
+            self.oracle = self.oracle.observe(f.ino, s, data)
+
+    def _check_file(self, index: int) -> None:
+        """The whole file (sparse: see `_check_range`)."""
+        self._check_range(index, 0, self.files[index].size)
+
+    def check_all(self) -> None:
+        if self.pending is None:
+            for i in range(len(self.files)):
+                self._check_file(i)
+
+
+def _bios_of(h: Harness, req: int) -> int:
+    return sum(1 for e in h.world.trace.events if e["ev"] == "bio" and e.get("req") == req)
+
+
+def _written(ret: int, done_before: int) -> int:
+    """Bytes a direct request did (ret includes done_before only when positive)."""
+    return ret - done_before if ret > 0 else ret
+
+
+def _direct(h: Harness, op: DirectWrite | DirectRead) -> None:
+    f = h.files[op.file]
+    h._plan = iter(op.plan)
+    write = isinstance(op, DirectWrite)
+    if write:
+        buf = bytearray(pattern(op.wid, op.pos, op.length))
+        r = h.world.pwrite(f, op.pos, buf, flags=op.flags, dio=op.dio, sync=op.sync,
+                           fault_at=op.fault_at, done_before=op.done_before,
+                           settle=False)  # fmt: skip
+    else:
+        buf = bytearray(op.length)
+        r = h.world.pread(f, op.pos, op.length, flags=op.flags, dio=op.dio, sync=op.sync,
+                          fault_at=op.fault_at, done_before=op.done_before, settle=False,
+                          into=buf)  # fmt: skip
+    if r.queued and not r.completion:
+        h.pending = _Pending(op, r.req, r.completion or [], buf, f.ino)
+        return
+    ret = r.completion[0] if r.queued and r.completion else r.ret
+    _finish(h, op, r.req, ret, buf)
+
+
+def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: bytearray) -> None:
+    f = h.files[op.file]
+    n = _written(ret, op.done_before)
+    h._feed()  # the model agrees on ret first
+    if isinstance(op, DirectWrite):
+        if n < 0 and not _bios_of(h, req):
+            pass  # refused before any I/O: nothing changed
+        else:
+            durable = n > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
+            h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid,
+                                             n if n >= 0 else -1, durable=durable)  # fmt: skip
+    elif n > 0:
+        data = bytes(buf[:n])
+        h._problems(h.oracle.check_read(f.ino, op.pos, data))
+        h.oracle = h.oracle.observe(f.ino, op.pos, data)
+    h._check_range(op.file, op.pos, op.pos + op.length)
+
+
+def _complete_bio(h: Harness, op: CompleteBio) -> None:
+    inflight = h.world.sched.inflight
+    if not inflight:
+        raise ValueError("complete: no bio is in flight")
+    bio = inflight[op.k % len(inflight)]
+    if bio is not inflight[0] or op.status:
+        h.stats.races += 1
+    h.world.sched.complete(bio, op.status)
+    p = h.pending
+    if p is not None and p.completion:
+        h.pending = None
+        _finish(h, p.op, p.req, p.completion[0], p.buf)
+
+
+def _file_write(h: Harness, op: FileWrite) -> None:
+    f = h.files[op.file]
+    h._plan = iter(())
+    data = pattern(op.wid, op.pos, op.length)
+    ret = h.world.file_write(f, op.pos, data, flags=op.flags)
+    h._feed()
+    durable = ret > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
+    h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid, ret if ret >= 0 else -1,
+                                     durable=durable)  # fmt: skip
+    h._check_range(op.file, op.pos, op.pos + op.length)
+
+
+def _buffered_write(h: Harness, op: BufferedWrite) -> None:
+    f = h.files[op.file]
+    n = h.world.buffered_write(f, op.pos, pattern(op.wid, op.pos, op.length))
+    if n > 0:
+        h.oracle = h.oracle.buffered_write(f.ino, op.pos, n, op.wid)
+    h._check_range(op.file, op.pos, op.pos + op.length)
+
+
+def _buffered_read(h: Harness, op: BufferedRead) -> None:
+    f = h.files[op.file]
+    data = h.world.buffered_read(f, op.pos, op.length)
+    want = max(0, min(op.length, f.size - op.pos))
+    if len(data) != want:
+        h.fail("size", f"buffered read of [{op.pos}, +{op.length}) returned {len(data)} bytes "
+                       f"with i_size {f.size}; expected {want}")  # fmt: skip
+    h._problems(h.oracle.check_read(f.ino, op.pos, data))
+    h.oracle = h.oracle.observe(f.ino, op.pos, data)
+
+
+def _fallocate(h: Harness, op: Fallocate) -> None:
+    f = h.files[op.file]
+    h.world.fallocate(f, op.pos, op.length, op.keep_size)
+    h.oracle = h.oracle.fallocate(f.ino, op.pos, op.length, op.keep_size)
+    h._check_range(op.file, op.pos, op.pos + op.length)
+
+
+def _punch(h: Harness, op: Punch) -> None:
+    f = h.files[op.file]
+    h.world.punch(f, op.pos, op.length)
+    h.oracle = h.oracle.punch(f.ino, op.pos, op.length)
+    h._check_range(op.file, op.pos, op.pos + op.length)
+
+
+def _truncate(h: Harness, op: Truncate) -> None:
+    f = h.files[op.file]
+    old = f.size
+    h.world.truncate(f, op.size)
+    h.oracle = h.oracle.truncate(f.ino, op.size)
+    h._check_range(op.file, min(old, op.size) - min(old, op.size) % h.block_size,
+                   max(old, op.size))  # fmt: skip
+
+
+def _reflink(h: Harness, op: Reflink) -> None:
+    src, dst = h.files[op.src], h.files[op.dst]
+    h.world.reflink(src, dst)
+    size = src.size
+    h.oracle = h.oracle.truncate(dst.ino, 0).reflink(src.ino, 0, dst.ino, 0, size)
+    h._check_file(op.dst)
+
+
+def _fsync(h: Harness, op: Fsync) -> None:
+    f = h.files[op.file]
+    if h.world.fsync(f) == 0:
+        h.oracle = h.oracle.fsync(f.ino)
+
+
+def _crash(h: Harness, op: Crash) -> None:
+    p = h.pending
+    if p is not None:  # never completes: its bios may or may not have landed
+        h.pending = None
+        if isinstance(p.op, DirectWrite):
+            h.oracle = h.oracle.direct_write(p.ino, p.op.pos, p.op.length, p.op.wid, -1,
+                                             durable=False)  # fmt: skip
+    h._feed()
+    h.stream.abandon()
+    h.world.crash()
+    h.stats.crashes += 1
+    h.oracle = h.oracle.crash()
+    for i, f in enumerate(h.files):
+        problems = h.oracle.check_size(f.ino, f.size)
+        if problems:
+            h._problems(problems)
+        h.oracle = h.oracle.observe_size(f.ino, f.size)
+        h._check_file(i)
+        h.oracle = h.oracle.settle(f.ino)
+
+
+_HANDLERS: dict[type, Callable[[Harness, Any], None]] = {
+    DirectWrite: _direct,
+    DirectRead: _direct,
+    CompleteBio: _complete_bio,
+    FileWrite: _file_write,
+    BufferedWrite: _buffered_write,
+    BufferedRead: _buffered_read,
+    Fallocate: _fallocate,
+    Punch: _punch,
+    Truncate: _truncate,
+    Reflink: _reflink,
+    Fsync: _fsync,
+    Crash: _crash,
+}

@@ -1,0 +1,231 @@
+"""The Hypothesis state machine: random operation sequences on model and implementation.
+
+`machine_for(fs, engine)` makes a `RuleBasedStateMachine` class for one reference
+filesystem and engine. Every rule draws an operation (`conformance.ops`), tells it with
+``note()`` and applies it to a `Harness`, which checks the result against the model and
+its oracle at once; so a failing example reads as a numbered story and shrinks to the
+shortest one. Completions are explicit: a request's race plan, and the `complete` rule
+for bios an async request left in flight.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from . import strategies as S
+from .harness import Harness, Stats
+from .ops import (
+    BufferedRead,
+    BufferedWrite,
+    CompleteBio,
+    Crash,
+    DirectRead,
+    DirectWrite,
+    Fallocate,
+    FileWrite,
+    Fsync,
+    Op,
+    Punch,
+    Reflink,
+    Truncate,
+)
+
+GEOMETRIES = (  # (logical block size, write cache, FUA)
+    (512, True, False),
+    (512, True, True),
+    (4096, True, False),
+    (512, False, False),
+)
+REFLINK = ("reflink", "btrfs-like")
+
+
+class ConformanceMachine(RuleBasedStateMachine):
+    """Base class; `machine_for` sets ``fs`` and ``engine``."""
+
+    fs = "overwrite"
+    engine = "iomap"
+    fs_factory: Any = None
+    image_dir: str | None = None
+    totals: Stats = Stats()  # accumulated over the examples of one run
+    examples = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h: Harness | None = None
+        self.wid = 0
+        self.failed = False
+        type(self).examples += 1
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @initialize(geometry=st.sampled_from(GEOMETRIES))
+    def setup(self, geometry: tuple[int, bool, bool]) -> None:
+        lbs, cache, fua = geometry
+        note(f"{self.fs} on the {self.engine} engine, logical block {lbs}, "
+             f"write cache {'on' if cache else 'off'}, FUA {'on' if fua else 'off'}")  # fmt: skip
+        self.h = Harness(self.fs, self.engine, logical_block_size=lbs, write_cache=cache,
+                         fua=fua, fs_factory=self.fs_factory, image_dir=self.image_dir)  # fmt: skip
+
+    def teardown(self) -> None:
+        h = self.h
+        if h is None:
+            return
+        try:
+            if not self.failed:
+                self._do(h.check_all, "final check of every file")
+        finally:
+            type(self).totals.add(h.stats)
+            h.close()
+
+    def _do(self, fn: Any, what: str) -> None:
+        try:
+            fn()
+        except BaseException:
+            self.failed = True
+            raise
+
+    def apply(self, op: Op) -> None:
+        assert self.h is not None
+        note(f"{len(self.h.ops) + 1:3}. {op.describe()}    # {op!r}")
+        self._do(lambda: self.h.apply(op), op.describe())  # type: ignore[union-attr]
+
+    def _geometry(self, index: int) -> tuple[Any, int, int, int, int]:
+        h = self.h
+        assert h is not None
+        f = h.files[index]
+        return f, f.size, h.block_size, h.logical_block_size, h.world.page_size
+
+    def _next_wid(self) -> int:
+        self.wid += 1
+        return self.wid
+
+    def idle(self) -> bool:
+        return self.h is not None and self.h.pending is None
+
+    def iomap(self) -> bool:
+        return self.idle() and self.engine == "iomap"
+
+    # -- rules -------------------------------------------------------------------------
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def direct_write(self, data: Any, index: int) -> None:
+        _, size, bs, lbs, page = self._geometry(index)
+        draw = data.draw
+        pos = S.offset(draw, size, bs, lbs, page)
+        n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        legacy = self.engine == "legacy"
+        op = DirectWrite(
+            index, pos, n, self._next_wid(), S.iocb_flags(draw, True),
+            () if legacy else S.dio_flags(draw, True), draw(st.booleans()) or legacy,
+            S.fault_at(draw, n, page),
+            0 if legacy else draw(st.sampled_from((0, 0, 0, lbs, 3 * bs))), S.plan(draw),
+        )  # fmt: skip
+        self.apply(op)
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def direct_read(self, data: Any, index: int) -> None:
+        _, size, bs, lbs, page = self._geometry(index)
+        draw = data.draw
+        pos = S.offset(draw, size, bs, lbs, page)
+        n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        legacy = self.engine == "legacy"
+        op = DirectRead(
+            index, pos, n, S.iocb_flags(draw, False),
+            () if legacy else S.dio_flags(draw, False), draw(st.booleans()),
+            S.fault_at(draw, n, page),
+            0 if legacy else draw(st.sampled_from((0, 0, 0, lbs))), S.plan(draw),
+        )  # fmt: skip
+        self.apply(op)
+
+    @precondition(lambda self: self.iomap())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def file_write(self, data: Any, index: int) -> None:
+        _, size, bs, lbs, page = self._geometry(index)
+        pos = S.offset(data.draw, size, bs, lbs, page)
+        n = min(S.length(data.draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        flags = tuple(f for f in S.iocb_flags(data.draw, True) if f != "ATOMIC")
+        self.apply(FileWrite(index, pos, n, self._next_wid(), flags))
+
+    @precondition(lambda self: self.iomap())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def buffered_write(self, data: Any, index: int) -> None:
+        _, size, bs, lbs, page = self._geometry(index)
+        pos = S.offset(data.draw, size, bs, lbs, page)
+        n = min(S.length(data.draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        self.apply(BufferedWrite(index, pos, n, self._next_wid()))
+
+    @precondition(lambda self: self.iomap())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def buffered_read(self, data: Any, index: int) -> None:
+        _, size, bs, lbs, page = self._geometry(index)
+        pos = S.offset(data.draw, size, bs, lbs, page)
+        self.apply(BufferedRead(index, pos, S.length(data.draw, bs, lbs, page)))
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1), keep=st.booleans())
+    def fallocate(self, data: Any, index: int, keep: bool) -> None:
+        _, size, bs, _, page = self._geometry(index)
+        pos = S.offset(data.draw, size, bs, bs, page)
+        pos -= pos % bs
+        n = data.draw(st.sampled_from((bs, 2 * bs, 8 * bs)))
+        self.apply(Fallocate(index, pos, min(n, S.FAR + (1 << 20) - pos - bs), keep))
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def punch(self, data: Any, index: int) -> None:
+        _, size, bs, _, page = self._geometry(index)
+        pos = S.offset(data.draw, size, bs, bs, page)
+        pos -= pos % bs
+        n = data.draw(st.sampled_from((bs, 2 * bs, 8 * bs)))
+        self.apply(Punch(index, pos, min(n, S.FAR + (1 << 20) - pos - bs)))
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def truncate(self, data: Any, index: int) -> None:
+        _, size, bs, lbs, page = self._geometry(index)
+        new = S.offset(data.draw, size, bs, lbs, page)
+        self.apply(Truncate(index, new))
+
+    @precondition(lambda self: self.idle() and self.fs in REFLINK)
+    @rule(src=st.integers(0, 1))
+    def reflink(self, src: int) -> None:
+        self.apply(Reflink(src, 1 - src))
+
+    @precondition(lambda self: self.idle())
+    @rule(index=st.integers(0, 1))
+    def fsync(self, index: int) -> None:
+        self.apply(Fsync(index))
+
+    @precondition(lambda self: self.h is not None and self.h.inflight() > 0)
+    @rule(k=st.integers(0, 3), status=S.STATUSES)
+    def complete(self, k: int, status: int) -> None:
+        self.apply(CompleteBio(k, status))
+
+    @precondition(lambda self: self.h is not None)
+    @rule()
+    def crash(self) -> None:
+        self.apply(Crash())
+
+    @invariant()
+    def sizes_agree(self) -> None:
+        """The model's i_size of each file (through the oracle) is the implementation's."""
+        h = self.h
+        if h is None or h.pending is not None:
+            return
+        for f in h.files:
+            problems = h.oracle.check_size(f.ino, f.size)
+            if problems:
+                self._do(lambda p=problems: h._problems(p), "sizes")
+
+
+def machine_for(fs: str, engine: str, **attrs: Any) -> type[ConformanceMachine]:
+    """A machine class for one filesystem and engine (its own running totals)."""
+    name = "Conformance_" + fs.replace("-", "_") + "_" + engine
+    return type(name, (ConformanceMachine,), {"fs": fs, "engine": engine, "totals": Stats(),
+                                              "examples": 0, **attrs})  # fmt: skip
