@@ -81,9 +81,10 @@ class Stats:
     crashes: int = 0
     races: int = 0  # completions the schedule placed out of the default order
     divergences: int = 0
+    quirks: int = 0  # known seed quirks met (and allowed for)
 
     def add(self, other: Stats) -> None:
-        for name in ("steps", "requests", "bios", "crashes", "races", "divergences"):
+        for name in ("steps", "requests", "bios", "crashes", "races", "divergences", "quirks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -296,7 +297,8 @@ def _direct(h: Harness, op: DirectWrite | DirectRead) -> None:
                           fault_at=op.fault_at, done_before=op.done_before, settle=False,
                           into=buf)  # fmt: skip
     if r.queued and not r.completion:
-        h.pending = _Pending(op, r.req, r.completion or [], buf, f.ino)
+        assert r.completion is not None
+        h.pending = _Pending(op, r.req, r.completion, buf, f.ino)
         return
     ret = r.completion[0] if r.queued and r.completion else r.ret
     _finish(h, op, r.req, ret, buf)
@@ -313,6 +315,20 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
             durable = n > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
             h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid,
                                              n if n >= 0 else -1, durable=durable)  # fmt: skip
+            if n < 0 and op.fault_at is not None and h.engine == "legacy":
+                # seed behaviour (dio_refill_pages): after a fault, the rest of the blocks
+                # already mapped are written from ZERO_PAGE (page_errors) and the write fails
+                h.stats.quirks += 1
+                at = op.pos + op.fault_at
+                h.oracle = h.oracle.may_be_zeroed(f.ino, at, op.pos + op.length - at)
+            if n > 0 and op.fault_at is not None and "PARTIAL" not in op.dio:
+                # seed quirk (iomap_dio_bio_iter): an EFAULT after progress is dropped
+                # ("if (copied) return iomap_iter_advance"), the next iteration's head
+                # pad zeroes the start of the block the fault is in, over data just written
+                bs, end = h.block_size, op.pos + n
+                if end % bs:
+                    h.stats.quirks += 1
+                    h.oracle = h.oracle.may_be_zeroed(f.ino, end - end % bs, end % bs)
     elif n > 0:
         data = bytes(buf[:n])
         h._problems(h.oracle.check_read(f.ino, op.pos, data))

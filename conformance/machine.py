@@ -120,8 +120,8 @@ class ConformanceMachine(RuleBasedStateMachine):
         n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
         legacy = self.engine == "legacy"
         op = DirectWrite(
-            index, pos, n, self._next_wid(), S.iocb_flags(draw, True),
-            () if legacy else S.dio_flags(draw, True), draw(st.booleans()) or legacy,
+            index, pos, n, self._next_wid(), S.iocb_flags(draw, True, atomic=not legacy),
+            () if legacy else S.dio_flags(draw, True), draw(S.SYNC) or legacy,
             S.fault_at(draw, n, page),
             0 if legacy else draw(st.sampled_from((0, 0, 0, lbs, 3 * bs))), S.plan(draw),
         )  # fmt: skip
@@ -137,7 +137,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         legacy = self.engine == "legacy"
         op = DirectRead(
             index, pos, n, S.iocb_flags(draw, False),
-            () if legacy else S.dio_flags(draw, False), draw(st.booleans()),
+            () if legacy else S.dio_flags(draw, False), draw(S.SYNC),
             S.fault_at(draw, n, page),
             0 if legacy else draw(st.sampled_from((0, 0, 0, lbs))), S.plan(draw),
         )  # fmt: skip

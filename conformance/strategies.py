@@ -19,6 +19,7 @@ from .ops import Pick, Plan
 EIO, EAGAIN = -5, -11
 FAR = LOFF_MAX + 1 - (1 << 20)  # 1 MiB below the loff_t limit (2**63)
 STATUSES = st.sampled_from((0, 0, 0, EIO))
+SYNC = st.sampled_from((True, True, True, False))  # async requests one time in four
 
 
 def offset(draw: Any, size: int, bs: int, lbs: int, page: int) -> int:
@@ -47,8 +48,9 @@ def plan(draw: Any, max_len: int = 6) -> Plan:
     return tuple(draw(st.lists(entry, max_size=max_len)))
 
 
-def iocb_flags(draw: Any, write: bool) -> tuple[str, ...]:
-    pool = ["NOWAIT"] + (["DSYNC", "SYNC", "ATOMIC"] if write else [])
+def iocb_flags(draw: Any, write: bool, atomic: bool = True) -> tuple[str, ...]:
+    """RWF_* flags (ATOMIC only where the filesystem takes atomic writes at all)."""
+    pool = ["NOWAIT"] + (["DSYNC", "SYNC"] + (["ATOMIC"] if atomic else []) if write else [])
     picked = draw(st.lists(st.sampled_from(pool), max_size=2, unique=True))
     order = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC")
     return tuple(f for f in order if f in picked)

@@ -109,4 +109,7 @@ class LegacyCompletion:
                         ret = err
         if self.tr:
             self.tr.complete(self.req, ret, pos_after, inode.size, ctx)
+        failed = getattr(env.fs, "write_failed", None)
+        if self.write and ret < 0 and failed is not None:  # the caller's (ext2_direct_IO)
+            failed(inode, pos + self.count)
         return ret

@@ -190,6 +190,20 @@ class PageCache:
             inode.size = max(inode.size, p + n)
         return done
 
+    def zero_range(self, inode: Inode, start: int, end: int) -> None:
+        """iomap_zero_range through the cache: the pages of ``[start, end)`` get zeros
+        there and become dirty (i_size does not move)."""
+        m = self._map_of(inode)
+        ps, p = self.page_size, start
+        while p < end:
+            index, off = divmod(p, ps)
+            n = min(ps - off, end - p)
+            page = self._get(m, index)
+            self._wait_stable(page)
+            page.data[off : off + n] = bytes(n)
+            page.dirty = True
+            p += n
+
     def buffered_read(self, inode: Inode, pos: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``pos``, stopping at i_size; misses are read in."""
         m = self._map_of(inode)

@@ -117,8 +117,32 @@ class World:
             return self.pc.fsync(inode)
         return self.fs.fsync(inode)
 
+    def zero_eof(self, inode: Inode, new_end: int) -> None:
+        """Before i_size moves up to ``new_end`` (a write past EOF, truncate or fallocate
+        growing the file): the rest of the EOF block is zeroed, as xfs_file_write_checks
+        and xfs_setattr_size do with iomap_zero_range, so that whatever a failed write
+        left past the old EOF never shows."""
+        size, bs = inode.size, self.fs.block_size
+        if new_end <= size or not size % bs:
+            return
+        end = min(new_end, size - size % bs + bs)
+        if self.pc is not None:  # and written back, so it is as durable as i_size
+            self.pc.zero_range(inode, size, end)
+            self.pc.writeback(inode, size, end - size)
+            return
+        m = self.fs.extent_at(inode, size, end - size)
+        if m.type != "MAPPED" or m.addr is None:
+            return  # a hole or unwritten block reads as zeros already
+        lbs = self.device.logical_block_size
+        addr = m.addr + size - m.offset
+        lo, hi = addr - addr % lbs, -(-(addr + end - size) // lbs) * lbs
+        block = self.device.read(lo, hi - lo)
+        block[addr - lo : addr - lo + end - size] = bytes(end - size)
+        self.device.write(lo, block)
+
     def truncate(self, inode: Inode, size: int) -> None:
         """truncate(2): the page cache first (it zeroes the tail of a partial EOF page)."""
+        self.zero_eof(inode, size)
         if self.pc is not None:
             self.pc.truncate(inode, size)
         else:
@@ -137,6 +161,8 @@ class World:
 
     def fallocate(self, inode: Inode, pos: int, length: int, keep_size: bool = False) -> None:
         """fallocate(2) mode 0 or KEEP_SIZE: unwritten blocks where there are holes."""
+        if not keep_size:
+            self.zero_eof(inode, pos + length)
         self.fs.fallocate(inode, pos, length, keep_size)
 
     def reflink(self, src: Inode, dst: Inode) -> None:
@@ -165,7 +191,9 @@ class World:
         return self.pc
 
     def buffered_write(self, inode: Inode, pos: int, data: bytes) -> int:
-        return self._need_pc().buffered_write(inode, pos, data)
+        pc = self._need_pc()
+        self.zero_eof(inode, pos)
+        return pc.buffered_write(inode, pos, data)
 
     def buffered_read(self, inode: Inode, pos: int, length: int) -> bytes:
         return self._need_pc().buffered_read(inode, pos, length)
@@ -198,6 +226,10 @@ class World:
             if err < 0:
                 return err
             pc.drop(inode, pos, n)
+            if set(flags) & {"DSYNC", "SYNC"}:  # the buffered write's generic_write_sync
+                err = self.fsync(inode)
+                if err < 0:
+                    return err
         return n
 
     # -- direct I/O -------------------------------------------------------------------
@@ -208,6 +240,8 @@ class World:
         if (type(pos) is not int or pos < 0 or pos + len(buf) > LOFF_MAX or done_before
                 or type(done_before) is not int or fault_at is not None):  # fmt: skip
             _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
+        if op == "write" and pos > inode.size:
+            self.zero_eof(inode, pos)  # the filesystem's write checks, before the dio
         self.req += 1
         ubuf = UserBuffer(buf, self.page_size)
         if fault_at is not None:

@@ -142,6 +142,13 @@ class Oracle:
         new, _ = _range("truncate", size, 0)
         return self._with(ino, self.file(ino, "truncate").truncate(new), f"truncate {new}")
 
+    def may_be_zeroed(self, ino: int, pos: int, length: int) -> Oracle:
+        """``[pos, pos + length)`` may read as zeros as well as what it held: where the
+        seed itself may zero data it wrote (a known quirk the caller names)."""
+        start, end = _range("may_be_zeroed", pos, length)
+        f = self.file(ino, "may_be_zeroed")
+        return self._with(ino, f.may_be_zeroed(start, end), f"may be zeroed [{start}, {end})")
+
     def punch(self, ino: int, pos: int, length: int) -> Oracle:
         """fallocate(PUNCH_HOLE | KEEP_SIZE): ``[pos, pos + length)`` reads as zeros."""
         start, end = _range("punch", pos, length)

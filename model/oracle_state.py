@@ -168,6 +168,14 @@ class FileOracle:
         f = evolve(self, now=now.truncate(size), sizes=frozenset({size}))
         return f._record((min(lo, size), max(hi, size)))
 
+    def may_be_zeroed(self, start: int, end: int) -> FileOracle:
+        """``[start, end)`` (inside EOF) may also read as zeros now."""
+        stop = min(end, max(self.sizes))
+        if start >= stop:
+            return self
+        f = evolve(self, now=self.now.update(start, stop, lambda vs: vs | ZERO_SET))
+        return f._record((start, stop))
+
     def punch(self, start: int, end: int) -> FileOracle:
         """Hole punch of ``[start, end)``; nothing past EOF changes."""
         stop = min(end, max(self.sizes))

@@ -236,7 +236,21 @@ def test_write_fault_with_mapped_blocks_left_writes_zeros_and_fails(world):
     f = w.create()
     r = w.pwrite(f, 0, pattern(16 * KIB), fault_at=8 * KIB)  # one 16K mapping
     assert r.ret == EFAULT
+    # ZERO_PAGE went over the rest of the mapping (no stale block on disk either way)
+    blocks = w.fs.file(f).blocks
+    assert blocks == {}  # ext2_write_failed: nothing stays past i_size (0)
     w.fs.truncate(f, 16 * KIB)
+    got = w.pread(f, 0, 16 * KIB).data
+    assert got == bytes(16 * KIB)
+    assert find_stale(got, 0) == []
+
+
+def test_write_fault_inside_eof_keeps_what_was_written(world):
+    w = world()
+    f = w.create()
+    assert w.pwrite(f, 0, pattern(16 * KIB, 2)).ret == 16 * KIB  # extending: allocates
+    r = w.pwrite(f, 0, pattern(16 * KIB), fault_at=8 * KIB)
+    assert r.ret == EFAULT
     got = w.pread(f, 0, 16 * KIB).data
     assert got == pattern(8 * KIB) + bytes(8 * KIB)  # ZERO_PAGE over the rest
     assert find_stale(got, 0) == []

@@ -120,7 +120,7 @@ class ExtentFs:
         for blk in self._blocks(pos, length):
             if blk not in f.blocks:
                 f.blocks[blk] = (self._alloc(), PREALLOC)
-        if not keep_size and pos + length > f.size:
+        if not keep_size and pos + length > inode.size:
             f.size = inode.size = pos + length
 
     def punch(self, inode: Inode, pos: int, length: int) -> None:

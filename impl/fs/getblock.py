@@ -72,6 +72,16 @@ class GetBlockFs(ExtentFs):
             return BufferHead(True, m.addr // bs, length, new=True)
         return self._allocate(inode, fs_block, length // bs)
 
+    def write_failed(self, inode: Inode, to: int) -> None:
+        """ext2_write_failed: a direct write that failed up to ``to`` leaves no block
+        past i_size (ext2_truncate_blocks)."""
+        if to > inode.size:
+            bs = self.block_size
+            eof = -(-inode.size // bs)
+            f = self.file(inode)
+            for blk in [b for b in f.blocks if b >= eof]:
+                self._release(f.blocks.pop(blk)[0])
+
     def _allocate(self, inode: Inode, first: int, nblocks: int) -> BufferHead:
         """Allocate the hole's blocks while the allocator gives contiguous ones."""
         f = self.file(inode)
