@@ -66,7 +66,13 @@ class ConformanceFailure(AssertionError):
         self.events: list[dict[str, Any]] = [dict(e) for e in harness.world.trace.events]
         self.header: dict[str, Any] = dict(harness.world.trace.header)
         self.config: dict[str, Any] = harness.config()
+        self.abandoned: frozenset[int] = frozenset(harness.abandoned)
         super().__init__(f"{kind}: {message}\n{self.story()}")
+
+    def replayable_events(self) -> list[dict[str, Any]]:
+        """The recorded events without the requests a crash cut short (the trace format
+        has no crash: such a request would look unfinished)."""
+        return [e for e in self.events if e.get("req") not in self.abandoned]
 
     def story(self) -> str:
         lines = [f"  {i + 1:3}. {op.describe()}" for i, op in enumerate(self.ops)]
@@ -122,6 +128,7 @@ class Harness:
     _plan: Iterator[Pick | None] = field(init=False, factory=lambda: iter(()))
     _fed: int = field(init=False, default=0)
     _tmp: Any = field(init=False, default=None)
+    abandoned: set[int] = field(init=False, factory=set)  # requests a crash cut short
 
     def __attrs_post_init__(self) -> None:
         factory = self.fs_factory or FILESYSTEMS.get(self.fs)
@@ -190,8 +197,12 @@ class Harness:
             raise ValueError(f"{op.describe()}: a request is in flight; complete it or crash")
         try:
             _HANDLERS[type(op)](self, op)
+        except ConformanceFailure:
+            raise
         except ContractError as exc:
             raise ConformanceFailure("contract", str(exc), self) from exc
+        except Exception as exc:  # the implementation itself broke: still a story to tell
+            raise ConformanceFailure("crash", f"{type(exc).__name__}: {exc}", self) from exc
         self._feed()
 
     def fail(self, kind: str, message: str) -> None:
@@ -426,7 +437,7 @@ def _crash(h: Harness, op: Crash) -> None:
             h.oracle = h.oracle.direct_write(p.ino, p.op.pos, p.op.length, p.op.wid, -1,
                                              durable=False)  # fmt: skip
     h._feed()
-    h.stream.abandon()
+    h.abandoned.update(h.stream.abandon())
     h.world.crash()
     h.stats.crashes += 1
     h.oracle = h.oracle.crash()

@@ -52,13 +52,17 @@ class ConformanceMachine(RuleBasedStateMachine):
     image_dir: str | None = None
     totals: Stats = Stats()  # accumulated over the examples of one run
     examples = 0
+    on_example: Any = None  # called as each example starts (a progress bar)
 
     def __init__(self) -> None:
         super().__init__()
         self.h: Harness | None = None
         self.wid = 0
         self.failed = False
+        self.since_crash = 0
         type(self).examples += 1
+        if self.on_example is not None:
+            type(self).on_example()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -90,6 +94,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def apply(self, op: Op) -> None:
         assert self.h is not None
+        self.since_crash += 1
         note(f"{len(self.h.ops) + 1:3}. {op.describe()}    # {op!r}")
         self._do(lambda: self.h.apply(op), op.describe())  # type: ignore[union-attr]
 
@@ -207,9 +212,11 @@ class ConformanceMachine(RuleBasedStateMachine):
     def complete(self, k: int, status: int) -> None:
         self.apply(CompleteBio(k, status))
 
-    @precondition(lambda self: self.h is not None)
+    @precondition(lambda self: self.h is not None and self.since_crash >= 3)
     @rule()
     def crash(self) -> None:
+        """Power failure (once at least three operations have run since the last one)."""
+        self.since_crash = -1
         self.apply(Crash())
 
     @invariant()

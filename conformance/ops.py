@@ -21,6 +21,10 @@ from attrs import field, frozen
 
 from ..model.errno import ERRNO_NAMES
 
+__all__ = [
+    "BufferedRead", "BufferedWrite", "CompleteBio", "Crash", "DirectRead", "DirectWrite",
+    "Fallocate", "FileWrite", "Fsync", "Pick", "Punch", "Reflink", "Truncate",
+]  # fmt: skip
 IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC")
 
 

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_run import add_parser as add_run_parser
+
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 
 
@@ -119,6 +121,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.impl import run as run_impl
 
         doc = run_impl()
+    elif args.what == "conformance":
+        from .cli_run import cmd_bench_conformance
+
+        doc = cmd_bench_conformance(args)
     else:  # pragma: no cover - argparse restricts choices
         raise AssertionError(args.what)
     if args.json:
@@ -135,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reference model of Linux direct I/O and a conformance suite built on it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(sub)
 
     p = sub.add_parser(
         "replay",
@@ -185,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_impl)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
-    b.add_argument("what", choices=["replay", "impl"], help="what to measure")
+    b.add_argument("what", choices=["replay", "impl", "conformance"], help="what to measure")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--events", type=int, default=120_000, help="events in the generated trace")
     b.set_defaults(func=cmd_bench)

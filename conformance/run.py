@@ -1,0 +1,229 @@
+"""``dioconf run``: the conformance suite, the thing to run in CI.
+
+For each reference filesystem and engine it runs the Hypothesis state machine
+(`conformance.machine`) against a fresh sparse image (1 GiB, created on demand in a
+temporary directory, or under ``image_dir``), under a settings profile. A failure is
+shrunk by Hypothesis to its shortest story; it is then written out as the v1 trace the
+implementation recorded (``dioconf replay`` re-runs it against the model) and as a
+ready-to-run Python reproduction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+from attrs import define, field
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import get_state_machine_test
+
+from ..traces.format import write_trace
+from .harness import ConformanceFailure, Stats
+from .machine import machine_for
+
+COMBOS: tuple[tuple[str, str], ...] = (
+    ("overwrite", "iomap"),
+    ("xfs-like", "iomap"),
+    ("reflink", "iomap"),
+    ("btrfs-like", "iomap"),
+    ("getblock", "legacy"),
+)
+# examples per filesystem and engine, steps per example, derandomized
+PROFILES: dict[str, tuple[int, int, bool]] = {
+    "ci": (60, 30, True),
+    "dev": (200, 40, False),
+    "nightly": (2000, 60, False),
+}
+
+
+class UsageError(Exception):
+    """Bad arguments or environment (exit status 2)."""
+
+
+@define
+class Failure:
+    kind: str
+    message: str
+    steps: int  # operations in the shrunk counterexample
+    trace: str | None = None
+    repro: str | None = None
+    replays_clean: bool | None = None  # the trace replays without divergence (file-level)
+
+
+@define
+class ComboResult:
+    fs: str
+    engine: str
+    examples: int = 0
+    seconds: float = 0.0
+    stats: Stats = field(factory=Stats)
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@define
+class RunReport:
+    profile: str
+    seed: int | None
+    combos: list[ComboResult] = field(factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.combos)
+
+    def totals(self) -> Stats:
+        t = Stats()
+        for c in self.combos:
+            t.add(c.stats)
+        return t
+
+
+def select(fs: Sequence[str] = (), engine: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The (filesystem, engine) pairs to run; unknown names are a usage error."""
+    known_fs = {f for f, _ in COMBOS}
+    known_engines = {e for _, e in COMBOS}
+    for name in fs:
+        if name not in known_fs:
+            raise UsageError(f"unknown filesystem {name!r}; known: {', '.join(sorted(known_fs))}")
+    for name in engine:
+        if name not in known_engines:
+            raise UsageError(f"unknown engine {name!r}; known: {', '.join(sorted(known_engines))}")
+    combos = [(f, e) for f, e in COMBOS if (not fs or f in fs) and (not engine or e in engine)]
+    if not combos:
+        raise UsageError(
+            f"no filesystem runs on that engine: --fs {list(fs)} --engine {list(engine)}"
+        )
+    return combos
+
+
+def make_settings(profile: str, examples: int | None = None) -> settings:
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    n, steps, derandomize = PROFILES[profile]
+    return settings(
+        max_examples=examples if examples is not None else n,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=derandomize,
+        database=None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        print_blob=False,
+    )
+
+
+def _planted(name: str | None) -> contextlib.AbstractContextManager[Any]:
+    if name is None:
+        return contextlib.nullcontext()
+    from .bugs import planted  # the quality set: engine bugs planted on purpose
+
+    return planted(name)
+
+
+def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = None,
+              examples: int | None = None, out_dir: str | os.PathLike[str] = "dioconf-failures",
+              image_dir: str | None = None, plant: str | None = None,
+              on_example: Callable[[], None] | None = None) -> ComboResult:  # fmt: skip
+    """Run the machine of one filesystem and engine; a failure is written out."""
+    s = make_settings(profile, examples)
+    machine = machine_for(fs, engine, image_dir=image_dir, on_example=on_example)
+    test = get_state_machine_test(machine, settings=s)
+    if seed is not None:
+        test = hypothesis.seed(seed)(test)
+    result = ComboResult(fs, engine)
+    start = time.perf_counter()
+    try:
+        with _planted(plant):
+            test()
+    except ConformanceFailure as exc:
+        result.failure = _write_failure(exc, Path(out_dir), fs, engine, plant)
+    finally:
+        result.seconds = time.perf_counter() - start
+        result.examples = machine.examples
+        result.stats = machine.totals
+    return result
+
+
+def _write_failure(exc: ConformanceFailure, out: Path, fs: str, engine: str,
+                   plant: str | None) -> Failure:  # fmt: skip
+    from ..traces.replay import replay_file
+    from .repro import write_repro
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{fs}-{engine}" + (f"-{plant}" if plant else "")
+    trace = out / f"counterexample-{stem}.jsonl"
+    with open(trace, "w", encoding="utf-8") as fp:
+        write_trace(fp, exc.header, exc.replayable_events())
+    repro = write_repro(out / f"repro-{stem}.py", exc, plant)
+    try:
+        clean = replay_file(str(trace)).ok
+    except Exception:
+        clean = False
+    first = exc.message.strip().splitlines()[0] if exc.message.strip() else exc.kind
+    return Failure(exc.kind, first if exc.kind != "engine" else exc.message, len(exc.ops),
+                   str(trace), str(repro), clean)  # fmt: skip
+
+
+def _worker(args: tuple[Any, ...]) -> ComboResult:
+    fs, engine, profile, seed, examples, out_dir, image_dir, plant = args
+    return run_combo(fs, engine, profile, seed=seed, examples=examples, out_dir=out_dir,
+                     image_dir=image_dir, plant=plant)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("examples"), TimeElapsedColumn(), transient=False) as p:  # fmt: skip
+        yield p
+
+
+def run_suite(profile: str = "ci", *, seed: int | None = None, fs: Sequence[str] = (),
+              engine: Sequence[str] = (), examples: int | None = None,
+              out_dir: str | os.PathLike[str] = "dioconf-failures", image_dir: str | None = None,
+              plant: str | None = None, jobs: int = 1,
+              progress: bool = False) -> RunReport:  # fmt: skip
+    """Every selected filesystem and engine under ``profile``."""
+    combos = select(fs, engine)
+    make_settings(profile, examples)  # a bad profile fails before anything runs
+    if image_dir is not None and not os.access(image_dir, os.W_OK):
+        raise UsageError(f"--image-dir {image_dir}: not a writable directory")
+    report = RunReport(profile, seed)
+    start = time.perf_counter()
+    total = examples if examples is not None else PROFILES[profile][0]
+    with _progress(progress) as bar:
+        if jobs > 1:
+            args = [(f, e, profile, seed, examples, str(out_dir), image_dir, plant)
+                    for f, e in combos]  # fmt: skip
+            task = bar.add_task("filesystems", total=len(combos)) if bar else None
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                for r in pool.map(_worker, args):
+                    report.combos.append(r)
+                    if bar is not None:
+                        bar.advance(task)
+        else:
+            for f, e in combos:
+                task = bar.add_task(f"{f} ({e})", total=total) if bar else None
+                tick = (lambda t=task: bar.advance(t)) if bar is not None else None
+                r = run_combo(f, e, profile, seed=seed, examples=examples, out_dir=out_dir,
+                              image_dir=image_dir, plant=plant, on_example=tick)  # fmt: skip
+                if bar is not None:
+                    bar.update(task, completed=total)
+                report.combos.append(r)
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,150 @@
+"""``dioconf run``: arguments, the progress bar and the closing summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
+COLUMNS = ("steps", "requests", "bios", "crashes", "races", "quirks", "divergences")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the conformance suite (model versus implementation) on the default image",
+        description="Run the conformance suite: random operation sequences, racing "
+        "completions and crashes on every reference filesystem and engine, each checked "
+        "against the model and its file-level oracle, on a fresh 1 GiB sparse image per "
+        "example. A failure is shrunk and written as a v1 trace (dioconf replay re-runs it) "
+        "and a Python reproduction. Exit 0 when clean, 1 when a difference was found, "
+        "2 for usage or environment errors.",
+    )
+    p.add_argument("--profile", default="ci", choices=["ci", "dev", "nightly"],
+                   help="ci: derandomized and bounded (default); dev; nightly: long")  # fmt: skip
+    p.add_argument("--seed", type=int, help="random seed (instead of the profile's)")
+    p.add_argument("--fs", action="append", default=[], metavar="NAME",
+                   help="only this filesystem (repeatable): overwrite, xfs-like, reflink, "
+                   "btrfs-like, getblock")  # fmt: skip
+    p.add_argument("--engine", action="append", default=[], choices=["iomap", "legacy"],
+                   help="only this engine (repeatable)")  # fmt: skip
+    p.add_argument("--examples", type=int, metavar="N", help="examples per filesystem")
+    p.add_argument("--out", default="dioconf-failures", metavar="DIR",
+                   help="where counterexamples go (default ./dioconf-failures)")  # fmt: skip
+    p.add_argument("--image-dir", metavar="DIR", help="where the sparse images live")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="filesystems run in parallel")
+    p.add_argument("--plant", metavar="BUG", help="plant a known engine bug (quality check)")
+    p.add_argument("--no-proofs", action="store_true", help="skip the z3 proofs")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+
+def _proofs() -> tuple[list[Any], float]:
+    import time
+
+    from .conformance.proofs import run_proofs
+
+    t = time.perf_counter()
+    results = run_proofs()
+    return results, time.perf_counter() - t
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .conformance.run import UsageError, run_suite
+
+    if args.examples is not None and args.examples < 1:
+        print("dioconf run: --examples must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.plant is not None:
+        from .conformance.bugs import BUGS
+
+        if args.plant not in BUGS:
+            print(f"dioconf run: unknown bug {args.plant!r}; known: {', '.join(sorted(BUGS))}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+    proofs, proof_seconds = ([], 0.0) if args.no_proofs else _proofs()
+    try:
+        report = run_suite(args.profile, seed=args.seed, fs=args.fs, engine=args.engine,
+                           examples=args.examples, out_dir=args.out, image_dir=args.image_dir,
+                           plant=args.plant, jobs=max(1, args.jobs),
+                           progress=not (args.quiet or args.json))  # fmt: skip
+    except UsageError as exc:
+        print(f"dioconf run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    unproved = [p for p in proofs if p.status != "proved"]
+    if args.json:
+        print(json.dumps(_as_json(report, proofs, proof_seconds), indent=2))
+    else:
+        _print_summary(report, proofs, proof_seconds)
+    return EXIT_OK if report.ok and not unproved else EXIT_DIVERGED
+
+
+def _as_json(report: Any, proofs: list[Any], proof_seconds: float) -> dict[str, Any]:
+    def combo(c: Any) -> dict[str, Any]:
+        d = {"fs": c.fs, "engine": c.engine, "examples": c.examples,
+             "seconds": round(c.seconds, 2), "ok": c.ok}  # fmt: skip
+        d.update({k: getattr(c.stats, k) for k in COLUMNS})
+        if c.failure is not None:
+            f = c.failure
+            d["failure"] = {"kind": f.kind, "message": f.message, "steps": f.steps,
+                            "trace": f.trace, "repro": f.repro,
+                            "trace_replays_clean": f.replays_clean}  # fmt: skip
+        return d
+
+    return {
+        "profile": report.profile, "seed": report.seed, "ok": report.ok,
+        "seconds": round(report.seconds, 2),
+        "combos": [combo(c) for c in report.combos],
+        "proofs": {"proved": sum(p.status == "proved" for p in proofs), "total": len(proofs),
+                   "seconds": round(proof_seconds, 2),
+                   "not_proved": [p.name for p in proofs if p.status != "proved"]},
+    }  # fmt: skip
+
+
+def _print_summary(report: Any, proofs: list[Any], proof_seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    table = Table(title=f"dioconf run --profile {report.profile}"
+                  + (f" --seed {report.seed}" if report.seed is not None else ""))  # fmt: skip
+    for name in ("filesystem", "engine", "examples", *COLUMNS, "seconds", "result"):
+        table.add_column(name, justify="left" if name in ("filesystem", "engine", "result")
+                         else "right")  # fmt: skip
+    for c in report.combos:
+        s = c.stats
+        result = "[green]pass[/]" if c.ok else f"[red]FAIL ({c.failure.kind})[/]"
+        table.add_row(c.fs, c.engine, str(c.examples), *(str(getattr(s, k)) for k in COLUMNS),
+                      f"{c.seconds:.1f}", result)  # fmt: skip
+    t = report.totals()
+    table.add_row("total", "", str(sum(c.examples for c in report.combos)),
+                  *(str(getattr(t, k)) for k in COLUMNS), f"{report.seconds:.1f}",
+                  "[green]pass[/]" if report.ok else "[red]FAIL[/]", style="bold")  # fmt: skip
+    console.print(table)
+    if proofs:
+        bad = [p for p in proofs if p.status != "proved"]
+        console.print(f"z3: {len(proofs) - len(bad)}/{len(proofs)} arithmetic rules proved "
+                      f"over 64-bit bit-vectors in {proof_seconds:.1f} s"
+                      + ("" if not bad else "; NOT proved: " + ", ".join(p.name for p in bad)))
+    for c in report.combos:
+        f = c.failure
+        if f is None:
+            continue
+        console.print(f"\n[red]{c.fs} on {c.engine}: {f.kind}[/] after {f.steps} operations "
+                      "(shrunk)", highlight=False)  # fmt: skip
+        console.print(f.message, highlight=False, markup=False)
+        console.print(f"  trace: {f.trace}  (dioconf replay {f.trace}"
+                      + (": replays clean, the difference is at file level; run the "
+                         "reproduction)" if f.replays_clean else ")"), highlight=False)
+        console.print(f"  reproduction: python3 {f.repro}", highlight=False)
+
+
+def cmd_bench_conformance(args: argparse.Namespace) -> dict[str, Any]:
+    from .bench.conformance import run
+
+    return run()
