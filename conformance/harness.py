@@ -49,6 +49,7 @@ from .ops import (
     Reflink,
     Truncate,
 )
+from .orders import allowed_results, check_completion_orders
 from .snapshot import data_ranges, merge_ranges, read_view
 
 EIOCBQUEUED = -529
@@ -88,9 +89,11 @@ class Stats:
     races: int = 0  # completions the schedule placed out of the default order
     divergences: int = 0
     quirks: int = 0  # known seed quirks met (and allowed for)
+    order_checks: int = 0  # z3 checks over all completion orders of in-flight bios
 
     def add(self, other: Stats) -> None:
-        for name in ("steps", "requests", "bios", "crashes", "races", "divergences", "quirks"):
+        for name in ("steps", "requests", "bios", "crashes", "races", "divergences", "quirks",
+                     "order_checks"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -103,6 +106,8 @@ class _Pending:
     completion: list[int]
     buf: bytearray
     ino: int
+    state: Any = None  # the model's request state when it was queued
+    statuses: dict[int, int] = field(factory=dict)  # bio index -> status it completed with
 
 
 @define
@@ -204,6 +209,30 @@ class Harness:
         except Exception as exc:  # the implementation itself broke: still a story to tell
             raise ConformanceFailure("crash", f"{type(exc).__name__}: {exc}", self) from exc
         self._feed()
+        p = self.pending
+        if p is not None and p.state is None:
+            self._check_orders(p)
+
+    def _check_orders(self, p: _Pending) -> None:
+        """z3, over every completion order of the bios left in flight (statuses left
+        symbolic): exactly one completer, and the first error wins."""
+        p.state = self.stream.state_of(p.req)
+        if p.state is None:
+            return
+        check = check_completion_orders(self.engine, p.state, None, tight=False)
+        self.stats.order_checks += 1
+        if not check.ok:
+            self.fail("engine", f"completion orders of request {p.req}: {check.detail}")
+
+    def _check_result_allowed(self, p: _Pending, ret: int) -> None:
+        """The result is one the model allows for these statuses in some order."""
+        if p.state is None:
+            return
+        allowed = allowed_results(self.engine, p.state, dict(p.statuses))
+        if ret not in allowed:
+            self.fail("engine", f"request {p.req} completed with {ret}; over all completion "
+                                f"orders the model allows {sorted(allowed)}")  # fmt: skip
+
 
     def fail(self, kind: str, message: str) -> None:
         if kind == "engine":
@@ -319,6 +348,10 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
     f = h.files[op.file]
     n = _written(ret, op.done_before)
     h._feed()  # the model agrees on ret first
+    recorded = next((e["ret"] for e in reversed(h.world.trace.events)
+                     if e["ev"] == "complete" and e.get("req") == req), None)  # fmt: skip
+    if recorded is not None and recorded != ret:
+        h.fail("engine", f"request {req} returned {ret} but its trace recorded {recorded}")
     if isinstance(op, DirectWrite):
         if n < 0 and not _bios_of(h, req):
             pass  # refused before any I/O: nothing changed
@@ -354,10 +387,13 @@ def _complete_bio(h: Harness, op: CompleteBio) -> None:
     bio = inflight[op.k % len(inflight)]
     if bio is not inflight[0] or op.status:
         h.stats.races += 1
-    h.world.sched.complete(bio, op.status)
     p = h.pending
+    if p is not None:
+        p.statuses[bio.index] = op.status
+    h.world.sched.complete(bio, op.status)
     if p is not None and p.completion:
         h.pending = None
+        h._check_result_allowed(p, p.completion[0])
         _finish(h, p.op, p.req, p.completion[0], p.buf)
 
 

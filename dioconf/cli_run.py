@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
-COLUMNS = ("steps", "requests", "bios", "crashes", "races", "quirks", "divergences")
+COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks",
+           "divergences")
 
 
 def add_parser(sub: Any) -> None:
