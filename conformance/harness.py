@@ -141,8 +141,11 @@ class Harness:
             raise ValueError(f"unknown filesystem {self.fs!r} (known: {sorted(FILESYSTEMS)})")
         if self.fs_factory is None and ENGINES.get(self.fs, "iomap") != self.engine:
             raise ValueError(f"filesystem {self.fs!r} does not run on the {self.engine} engine")
-        self._tmp = tempfile.TemporaryDirectory(prefix="dioconf-run-", dir=self.image_dir)
-        self.world = World(factory, image=Path(self._tmp.name) / "image", size=self.size,
+        image = None  # a temporary image of the device's own, removed at close
+        if self.image_dir is not None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="dioconf-run-", dir=self.image_dir)
+            image = Path(self._tmp.name) / "image"
+        self.world = World(factory, image=image, size=self.size,
                            logical_block_size=self.logical_block_size,
                            write_cache=self.write_cache, fua=self.fua, engine=self.engine,
                            page_cache=self.engine == "iomap", schedule=self._schedule)  # fmt: skip

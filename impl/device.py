@@ -168,7 +168,7 @@ class _Resources:
     def release(self) -> None:
         fds, self.image_fd, self.overlay_fd = (self.image_fd, self.overlay_fd), -1, -1
         try:
-            if fds[0] >= 0:
+            if fds[0] >= 0 and self.tmpdir is None:  # (a temporary image is removed)
                 os.fsync(fds[0])  # the host keeps what the device made durable
         finally:
             for fd in fds:

@@ -215,6 +215,9 @@ class ExtentFs:
         limit = max(last + 1, first + RUN_WALK)
         blk = first + 1
         if cur is None:
+            if len(blocks) < limit - first:  # sparse: the next allocated block, not a walk
+                blk = min((b for b in blocks if b > first), default=limit)
+                return (first, min(blk, limit), None, "")
             while blk < limit and get(blk) is None:
                 blk += 1
             return (first, blk, None, "")
