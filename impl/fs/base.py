@@ -71,6 +71,10 @@ class FileMeta:
 class Meta:
     files: dict[int, FileMeta] = field(default_factory=dict)
     free: list[int] = field(default_factory=list)  # freed device blocks, reused first
+    # freed since the last commit: not reusable before the free is durable, or a crash
+    # would give the old owner back a block that now holds someone else's data (xfs's
+    # busy extents)
+    busy: list[int] = field(default_factory=list)
     next_block: int = 0  # bump allocator
     refs: dict[int, int] = field(default_factory=dict)  # dev blk -> owners (reflink)
 
@@ -134,7 +138,10 @@ class ExtentFs:
         for ino, f in self.meta.files.items():
             f.size = self.inodes[ino].size
         self.device.flush()  # type: ignore[attr-defined]
-        self.durable = copy.deepcopy(self.meta)
+        m = self.meta
+        m.free.extend(m.busy)  # the frees are part of this commit: reusable from now on
+        m.busy.clear()
+        self.durable = copy.deepcopy(m)
         return 0
 
     def crash(self) -> None:
@@ -172,7 +179,7 @@ class ExtentFs:
         refs[blk] = refs.get(blk, 1) - 1
         if refs[blk] <= 0:
             del refs[blk]
-            self.meta.free.append(blk)
+            self.meta.busy.append(blk)
 
     # -- iomap --------------------------------------------------------------------
 
