@@ -374,7 +374,7 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
                 h.stats.quirks += 1
                 at = op.pos + op.fault_at
                 h.oracle = h.oracle.may_be_zeroed(f.ino, at, op.pos + op.length - at)
-            if n > 0 and op.fault_at is not None and "PARTIAL" not in op.dio:
+            if n > 0 and op.fault_at is not None:
                 # seed quirk (iomap_dio_bio_iter): an EFAULT after progress is dropped
                 # ("if (copied) return iomap_iter_advance"), the next iteration's head
                 # pad zeroes the start of the block the fault is in, over data just written

@@ -28,10 +28,12 @@ from .ops import (
     Fallocate,
     FileWrite,
     Fsync,
+    MmapDirty,
     Op,
     Punch,
     Reflink,
     Truncate,
+    Unpin,
 )
 
 GEOMETRIES = (  # (logical block size, write cache, FUA)
@@ -104,6 +106,16 @@ class ConformanceMachine(RuleBasedStateMachine):
         f = h.files[index]
         return f, f.size, h.block_size, h.logical_block_size, h.world.page_size
 
+    def _edges(self, index: int) -> tuple[int, ...]:
+        """Where the file's data stops and a hole starts (and a block before): offsets
+        from which a request straddles data and a hole."""
+        h = self.h
+        assert h is not None
+        bs = h.block_size
+        blocks = getattr(h.world.fs.file(h.files[index]), "blocks", {})
+        ends = sorted(b + 1 for b in blocks if b + 1 not in blocks)[:3]
+        return tuple(x for e in ends for x in (e * bs, e * bs - bs))
+
     def _next_wid(self) -> int:
         self.wid += 1
         return self.wid
@@ -121,12 +133,12 @@ class ConformanceMachine(RuleBasedStateMachine):
     def direct_write(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
         draw = data.draw
-        pos = S.offset(draw, size, bs, lbs, page)
+        pos = S.offset(draw, size, bs, lbs, page, self._edges(index))
         n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
         legacy = self.engine == "legacy"
         op = DirectWrite(
             index, pos, n, self._next_wid(), S.iocb_flags(draw, True, atomic=not legacy),
-            () if legacy else S.dio_flags(draw, True), draw(S.SYNC) or legacy,
+            () if legacy else S.dio_flags(draw, True), draw(S.SYNC),
             S.fault_at(draw, n, page),
             0 if legacy else draw(st.sampled_from((0, 0, 0, lbs, 3 * bs))), S.plan(draw),
         )  # fmt: skip
@@ -137,8 +149,9 @@ class ConformanceMachine(RuleBasedStateMachine):
     def direct_read(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
         draw = data.draw
-        pos = S.offset(draw, size, bs, lbs, page)
-        n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        n = S.length(draw, bs, lbs, page)
+        pos = S.offset(draw, size, bs, lbs, page, (*self._edges(index), max(0, size - n)))
+        n = min(n, S.FAR + (1 << 20) - 1 - pos)
         legacy = self.engine == "legacy"
         op = DirectRead(
             index, pos, n, S.iocb_flags(draw, False),
@@ -171,6 +184,20 @@ class ConformanceMachine(RuleBasedStateMachine):
         _, size, bs, lbs, page = self._geometry(index)
         pos = S.offset(data.draw, size, bs, lbs, page)
         self.apply(BufferedRead(index, pos, S.length(data.draw, bs, lbs, page)))
+
+    @precondition(lambda self: self.iomap())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def mmap_dirty(self, data: Any, index: int) -> None:
+        _, size, _, _, page = self._geometry(index)
+        if size == 0:
+            return
+        pos = data.draw(st.integers(0, size - 1)) // page * page
+        self.apply(MmapDirty(index, pos))
+
+    @precondition(lambda self: self.iomap())
+    @rule(index=st.integers(0, 1))
+    def unpin(self, index: int) -> None:
+        self.apply(Unpin(index))
 
     @precondition(lambda self: self.idle())
     @rule(data=st.data(), index=st.integers(0, 1), keep=st.booleans())

@@ -23,7 +23,8 @@ from ..model.errno import ERRNO_NAMES
 
 __all__ = [
     "BufferedRead", "BufferedWrite", "CompleteBio", "Crash", "DirectRead", "DirectWrite",
-    "Fallocate", "FileWrite", "Fsync", "Pick", "Punch", "Reflink", "Truncate",
+    "Fallocate", "FileWrite", "Fsync", "MmapDirty", "Pick", "Punch", "Reflink", "Truncate",
+    "Unpin",
 ]  # fmt: skip
 IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC")
 
@@ -151,6 +152,28 @@ class BufferedRead:
 
 
 @frozen
+class MmapDirty:
+    """A shared mapping dirties the page at ``pos`` and pins it (GUP): invalidating
+    it fails (-EBUSY) until `Unpin`, so a direct write over it falls back (-ENOTBLK)."""
+
+    file: int
+    pos: int
+
+    def describe(self) -> str:
+        return f"mmap, dirty and pin the page of file {self.file} at {self.pos}"
+
+
+@frozen
+class Unpin:
+    """Every pinned page of the file is unpinned (munmap)."""
+
+    file: int
+
+    def describe(self) -> str:
+        return f"unpin the pages of file {self.file}"
+
+
+@frozen
 class Fallocate:
     file: int
     pos: int
@@ -221,6 +244,6 @@ class Crash:
 
 Op = (
     DirectWrite | DirectRead | FileWrite | BufferedWrite | BufferedRead | Fallocate | Punch
-    | Truncate | Reflink | Fsync | CompleteBio | Crash
+    | Truncate | Reflink | Fsync | CompleteBio | Crash | MmapDirty | Unpin
 )  # fmt: skip
 REQUESTS = (DirectWrite, DirectRead)

@@ -22,11 +22,13 @@ STATUSES = st.sampled_from((0, 0, 0, EIO))
 SYNC = st.sampled_from((True, True, True, False))  # async requests one time in four
 
 
-def offset(draw: Any, size: int, bs: int, lbs: int, page: int) -> int:
-    """A file offset near a boundary that matters."""
+def offset(draw: Any, size: int, bs: int, lbs: int, page: int,
+           edges: tuple[int, ...] = ()) -> int:  # fmt: skip
+    """A file offset near a boundary that matters: block, page and i_size boundaries,
+    the loff_t limit, and ``edges`` (where the file's data ends and holes begin)."""
     base = draw(st.sampled_from((
         0, 0, bs, page, 4 * bs, size, size, size - size % bs, -(-size // bs) * bs,
-        16 * bs, 256 * page, FAR,
+        16 * bs, 256 * page, FAR, *edges, *edges,
     )))  # fmt: skip
     unit = draw(st.sampled_from((lbs, lbs, bs, 512, 1)))
     delta = draw(st.integers(-2, 2)) * unit
@@ -63,8 +65,9 @@ def dio_flags(draw: Any, write: bool) -> tuple[str, ...]:
 
 
 def fault_at(draw: Any, n: int, page: int) -> int | None:
-    """Where the user buffer stops being pinnable, if it does (a page multiple)."""
-    if not draw(st.booleans()) or draw(st.integers(0, 3)):
+    """Where the user buffer stops being pinnable, if it does (a page multiple; after
+    some progress more often than not)."""
+    if draw(st.integers(0, 5)):
         return None
     pages = max(1, n // page)
-    return draw(st.integers(0, pages)) * page
+    return draw(st.sampled_from((0, 1, 1, pages // 2 or 1, pages))) * page

@@ -250,6 +250,16 @@ class PageCache:
             self._sync_count(m)
         return len(gone)
 
+    def evict(self, inode: Inode, pos: int, length: int | None = None) -> None:
+        """truncate_pagecache_range: every page of the range leaves the cache, dirty,
+        mapped or pinned alike (the caller wrote back what had to be kept)."""
+        m = self._map_of(inode)
+        self._dio_wait(m)
+        with self.lock:
+            for page in self._range(m, pos, length):
+                del m.pages[page.index]
+            self._sync_count(m)
+
     def truncate(self, inode: Inode, size: int) -> None:
         """truncate(2): pages past ``size`` go; when shrinking, the tail of the new EOF
         page is zeroed and dirtied (iomap_truncate_page), then the filesystem truncates."""

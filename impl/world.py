@@ -156,7 +156,7 @@ class World:
             raise ValueError(f"punch: [{pos}, {pos + length}) is not {bs}-byte block aligned")
         if self.pc is not None:
             self.pc.writeback(inode, pos, length)
-            self.pc.drop(inode, pos, length)
+            self.pc.evict(inode, pos, length)
         self.fs.punch(inode, pos, length)
 
     def fallocate(self, inode: Inode, pos: int, length: int, keep_size: bool = False) -> None:
@@ -170,7 +170,7 @@ class World:
         if self.pc is not None:
             self.pc.writeback(src)
             self.pc.writeback(dst)
-            self.pc.drop(dst)
+            self.pc.evict(dst, 0)
         self.fs.reflink(src, dst)
 
     def crash(self) -> None:

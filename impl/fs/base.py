@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..api import (
     EAGAIN,
     ENOSPC,
+    F_DIRTY,
     F_NEW,
     F_SHARED,
     HOLE,
@@ -256,6 +257,20 @@ class ExtentFs:
         assert start_dev is not None
         typ = UNWRITTEN if state == PREALLOC else MAPPED
         return Iomap(first * bs, (blk - first) * bs, typ, frozenset({F_NEW}), start_dev * bs)
+
+    def meta_dirty(self, inode: Inode) -> bool:
+        """The file's metadata (its block map or i_size) changed since the last commit."""
+        d = self.durable.files.get(inode.ino)
+        f = self.file(inode)
+        return d is None or d.blocks.version != f.blocks.version or d.size != inode.size
+
+    def write_mapping(self, inode: Inode, m: Iomap) -> Iomap:
+        """A mapping for a write: IOMAP_F_DIRTY when the metadata needed to reach the data
+        is not committed yet, so that O_DSYNC does not take FUA for enough (the fsync
+        must commit it)."""
+        if m.type in (MAPPED, UNWRITTEN) and F_NEW not in m.flags and self.meta_dirty(inode):
+            return m._replace(flags=m.flags | {F_DIRTY})
+        return m
 
     def allocate_for_dio(self, inode: Inode, pos: int, length: int,
                          flags: frozenset[str]) -> Iomap:  # fmt: skip

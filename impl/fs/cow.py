@@ -59,7 +59,7 @@ class ReflinkFs(ExtentFs):
         if m.type == HOLE:
             return self.allocate_for_dio(inode, pos, m.end - pos, flags)
         if F_SHARED not in m.flags:
-            return m
+            return self.write_mapping(inode, m)
         bs = self.block_size
         if (pos | length) & (bs - 1):
             raise DioError(ENOTBLK, "unaligned write over shared blocks: buffered fallback")

@@ -31,7 +31,7 @@ class OverwriteFs(ExtentFs):
             from ..api import EAGAIN, DioError
 
             raise DioError(EAGAIN, "unwritten extent: not a pure overwrite")
-        return m
+        return self.write_mapping(inode, m) if "WRITE" in flags else m
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
         # xfs_dio_write_end_io: writes only; nothing to do on error or for no bytes
