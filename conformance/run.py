@@ -36,7 +36,7 @@ COMBOS: tuple[tuple[str, str], ...] = (
 )
 # examples per filesystem and engine, steps per example, derandomized
 PROFILES: dict[str, tuple[int, int, bool]] = {
-    "ci": (60, 30, True),
+    "ci": (150, 30, True),
     "dev": (200, 40, False),
     "nightly": (2000, 60, False),
 }

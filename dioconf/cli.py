@@ -121,6 +121,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.impl import run as run_impl
 
         doc = run_impl()
+    elif args.what == "quality":
+        from .bench.quality import run as run_quality
+
+        doc = run_quality("ci")
     elif args.what == "conformance":
         from .cli_run import cmd_bench_conformance
 
@@ -192,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_impl)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
-    b.add_argument("what", choices=["replay", "impl", "conformance"], help="what to measure")
+    b.add_argument("what", choices=["replay", "impl", "conformance", "quality"],
+                   help="what to measure")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--events", type=int, default=120_000, help="events in the generated trace")
     b.set_defaults(func=cmd_bench)

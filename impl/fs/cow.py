@@ -45,10 +45,11 @@ class ReflinkFs(ExtentFs):
         s, d = self.file(src), self.file(dst)
         for blk in list(d.blocks):
             self._release(d.blocks.pop(blk)[0])
-        for blk, (dev, state) in s.blocks.items():
-            shared = SHARED if state in (WRITTEN, SHARED) else state
-            s.blocks[blk] = (dev, shared)
-            d.blocks[blk] = (dev, shared)
+        for blk, (dev, state) in list(s.blocks.items()):
+            if state not in (WRITTEN, SHARED):
+                continue  # unwritten: reads as zeros, as a hole in dst does; not shared
+            s.blocks[blk] = (dev, SHARED)
+            d.blocks[blk] = (dev, SHARED)
             self.meta.refs[dev] = self.meta.refs.get(dev, 1) + 1
         d.size = dst.size = src.size
 
