@@ -107,14 +107,23 @@ class ConformanceMachine(RuleBasedStateMachine):
         return f, f.size, h.block_size, h.logical_block_size, h.world.page_size
 
     def _edges(self, index: int) -> tuple[int, ...]:
-        """Where the file's data stops and a hole starts (and a block before): offsets
-        from which a request straddles data and a hole."""
+        """Where the file's data stops and a hole starts (and a block before), and where
+        data starts after a hole: offsets from which a request straddles data and a hole,
+        or overwrites the first blocks of a run."""
         h = self.h
         assert h is not None
         bs = h.block_size
         blocks = getattr(h.world.fs.file(h.files[index]), "blocks", {})
+        if not blocks:
+            return ()
         ends = sorted(b + 1 for b in blocks if b + 1 not in blocks)[:3]
-        return tuple(x for e in ends for x in (e * bs, e * bs - bs))
+        starts = sorted(b for b in blocks if b - 1 not in blocks)[:2]
+        return (*(x for e in ends for x in (e * bs, e * bs - bs)), *(b * bs for b in starts))
+
+    def _has_data(self) -> bool:
+        h = self.h
+        assert h is not None
+        return any(getattr(h.world.fs.file(f), "blocks", None) for f in h.files)
 
     def _next_wid(self) -> int:
         self.wid += 1
@@ -138,10 +147,45 @@ class ConformanceMachine(RuleBasedStateMachine):
         legacy = self.engine == "legacy"
         op = DirectWrite(
             index, pos, n, self._next_wid(), S.iocb_flags(draw, True, atomic=not legacy),
-            () if legacy else S.dio_flags(draw, True), draw(S.SYNC),
+            () if legacy else S.dio_flags(draw, True), (sync := draw(S.SYNC)),
             S.fault_at(draw, n, page),
-            0 if legacy else draw(st.sampled_from((0, 0, 0, lbs, 3 * bs))), S.plan(draw),
+            0 if legacy else S.pick(draw, (0, 0, 0, lbs, 3 * bs)), S.plan(draw, sync),
         )  # fmt: skip
+        self.apply(op)
+
+    @precondition(lambda self: self.idle() and self._has_data())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def direct_write_at_edge(self, data: Any, index: int) -> None:
+        """See `_at_edge`."""
+        self._at_edge(data, index, True)
+
+    @precondition(lambda self: self.idle() and self._has_data())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def direct_read_at_edge(self, data: Any, index: int) -> None:
+        """See `_at_edge`."""
+        self._at_edge(data, index, False)
+
+    def _at_edge(self, data: Any, index: int, write: bool) -> None:
+        """A direct write or read where the file's data starts or ends (written blocks,
+        then a hole), or (a read) across i_size; NOWAIT and (a write) O_DSYNC one time in
+        two each, async one time in two: where a mapping error races a failed bio,
+        O_DSYNC meets written blocks, and an async read ends at an unaligned EOF."""
+        if not self._edges(index):
+            index = 1 - index
+        _, size, bs, lbs, page = self._geometry(index)
+        draw = data.draw
+        edges = self._edges(index) + (() if write else (size - lbs, size - bs))
+        pos = max(0, S.pick(draw, edges) - S.pick(draw, (0, 0, lbs, bs // 2)))
+        n = min(S.pick(draw, (2 * bs, bs, lbs, 3 * bs + lbs)), S.FAR + (1 << 20) - 1 - pos)
+        flags = (("DSYNC",) if write and draw(S.BOOL) else ()) + (
+            ("NOWAIT",) if draw(S.BOOL) else ())  # fmt: skip
+        sync = draw(S.BOOL)
+        plan = S.plan(draw, sync)
+        if write:
+            op: Op = DirectWrite(index, pos, n, self._next_wid(), flags, (), sync, None, 0, plan)
+        else:
+            fault = S.fault_at(draw, n, page, size - pos)
+            op = DirectRead(index, pos, n, flags, (), sync, fault, 0, plan)
         self.apply(op)
 
     @precondition(lambda self: self.idle())
@@ -155,9 +199,9 @@ class ConformanceMachine(RuleBasedStateMachine):
         legacy = self.engine == "legacy"
         op = DirectRead(
             index, pos, n, S.iocb_flags(draw, False),
-            () if legacy else S.dio_flags(draw, False), draw(S.SYNC),
-            S.fault_at(draw, n, page),
-            0 if legacy else draw(st.sampled_from((0, 0, 0, lbs))), S.plan(draw),
+            () if legacy else S.dio_flags(draw, False), (sync := draw(S.SYNC)),
+            S.fault_at(draw, n, page, size - pos),
+            0 if legacy else S.pick(draw, (0, 0, 0, lbs)), S.plan(draw, sync),
         )  # fmt: skip
         self.apply(op)
 
@@ -188,10 +232,11 @@ class ConformanceMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.iomap())
     @rule(data=st.data(), index=st.integers(0, 1))
     def mmap_dirty(self, data: Any, index: int) -> None:
-        _, size, _, _, page = self._geometry(index)
+        _, size, bs, lbs, page = self._geometry(index)
         if size == 0:
             return
-        pos = data.draw(st.integers(0, size - 1)) // page * page
+        pos = min(S.offset(data.draw, size, bs, lbs, page, self._edges(index)), size - 1)
+        pos -= pos % page
         self.apply(MmapDirty(index, pos))
 
     @precondition(lambda self: self.iomap())
@@ -205,7 +250,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         _, size, bs, _, page = self._geometry(index)
         pos = S.offset(data.draw, size, bs, bs, page)
         pos -= pos % bs
-        n = data.draw(st.sampled_from((bs, 2 * bs, 8 * bs)))
+        n = S.pick(data.draw, (bs, 2 * bs, 8 * bs))
         self.apply(Fallocate(index, pos, min(n, S.FAR + (1 << 20) - pos - bs), keep))
 
     @precondition(lambda self: self.idle())
@@ -214,14 +259,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         _, size, bs, _, page = self._geometry(index)
         pos = S.offset(data.draw, size, bs, bs, page)
         pos -= pos % bs
-        n = data.draw(st.sampled_from((bs, 2 * bs, 8 * bs)))
+        n = S.pick(data.draw, (bs, 2 * bs, 8 * bs))
         self.apply(Punch(index, pos, min(n, S.FAR + (1 << 20) - pos - bs)))
 
     @precondition(lambda self: self.idle())
     @rule(data=st.data(), index=st.integers(0, 1))
     def truncate(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        new = S.offset(data.draw, size, bs, lbs, page)
+        new = S.new_size(data.draw, size, bs, lbs, page, self._edges(index))
         self.apply(Truncate(index, new))
 
     @precondition(lambda self: self.idle() and self.fs in REFLINK)

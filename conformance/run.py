@@ -134,10 +134,16 @@ def _planted(name: str | None) -> contextlib.AbstractContextManager[Any]:
 def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = None,
               examples: int | None = None, out_dir: str | os.PathLike[str] = "dioconf-failures",
               image_dir: str | None = None, plant: str | None = None,
-              on_example: Callable[[], None] | None = None) -> ComboResult:  # fmt: skip
-    """Run the machine of one filesystem and engine; a failure is written out."""
-    s = make_settings(profile, examples)
-    machine = machine_for(fs, engine, image_dir=image_dir, on_example=on_example)
+              on_example: Callable[[], None] | None = None,
+              fs_factory: Callable[[Any], Any] | None = None,
+              hypothesis_settings: settings | None = None) -> ComboResult:  # fmt: skip
+    """Run the machine of one filesystem and engine; a failure is written out.
+
+    ``fs_factory`` (device -> filesystem) replaces the reference filesystem named ``fs``
+    (then only a label); ``hypothesis_settings`` replaces the profile's settings."""
+    s = hypothesis_settings if hypothesis_settings is not None else make_settings(profile, examples)
+    machine = machine_for(fs, engine, image_dir=image_dir, on_example=on_example,
+                          fs_factory=fs_factory)  # fmt: skip
     test = get_state_machine_test(machine, settings=s)
     if seed is not None:
         test = hypothesis.seed(seed)(test)

@@ -87,8 +87,14 @@ class IntervalMap(Generic[V]):
 
     # -- changes --------------------------------------------------------------------------
 
-    def splice(self, start: int, end: int, pieces: Sequence[Piece]) -> IntervalMap[V]:
-        """``[start, end)`` replaced by ``pieces`` (sorted, disjoint, inside it); gaps: default."""
+    def splice(
+        self, start: int, end: int, pieces: Sequence[Piece], merge: bool = True
+    ) -> IntervalMap[V]:
+        """``[start, end)`` replaced by ``pieces`` (sorted, disjoint, inside it); gaps: default.
+
+        ``merge=False`` keeps the boundaries of the new pieces even where a neighbour holds
+        an equal value (the map is then no longer canonical: equal contents may compare
+        unequal)."""
         _check_range(start, end)
         if start == end:
             return self
@@ -111,7 +117,7 @@ class IntervalMap(Generic[V]):
         window.extend((starts[k], ends[k], values[k]) for k in range(j, hi))
         merged: list[Piece] = []
         for s, e, v in window:
-            if merged and merged[-1][1] == s and merged[-1][2] == v:
+            if merge and merged and merged[-1][1] == s and merged[-1][2] == v:
                 merged[-1] = (merged[-1][0], e, v)
             else:
                 merged.append((s, e, v))
@@ -141,9 +147,15 @@ class IntervalMap(Generic[V]):
         return self.splice(start, end, other.stored(start, end))
 
     def join(
-        self, other: IntervalMap[W], start: int, end: int, fn: Callable[[V, W], V]
+        self,
+        other: IntervalMap[W],
+        start: int,
+        end: int,
+        fn: Callable[[V, W], V],
+        merge: bool = True,
     ) -> IntervalMap[V]:
-        """Each position of ``[start, end)`` set to ``fn(self value, other value)``."""
+        """Each position of ``[start, end)`` set to ``fn(self value, other value)``
+        (``merge``: see `splice`)."""
         _check_range(start, end)
         mine, theirs = self.pieces(start, end), other.pieces(start, end)
         out: list[Piece] = []
@@ -157,4 +169,4 @@ class IntervalMap(Generic[V]):
             pos = stop
             a += ae == stop
             b += be == stop
-        return self.splice(start, end, out)
+        return self.splice(start, end, out, merge)

@@ -112,11 +112,16 @@ class FileOracle:
         return evolve(self, recent=(*self.recent[1 - RECENT :], note))
 
     def _record(self, *ranges: tuple[int, int]) -> FileOracle:
-        """``now`` may have changed in ``ranges``: a crash may give those values too."""
+        """``now`` may have changed in ``ranges``: a crash may give those values too.
+
+        The ranges keep their own boundaries in ``since_sync`` even next to an equal
+        candidate set: bytes with different histories may come back from different
+        candidates inside one sector (a truncate zeroed one byte of a written sector,
+        then writeback wrote the block: the crash may give the sector mixed)."""
         since, crashed = self.since_sync, self.crashed
         for a, b in ranges:
             if a < b:
-                since = since.join(self.now, a, b, _union)
+                since = since.join(self.now, a, b, _union, merge=False)
                 if crashed:
                     crashed = crashed.assign(a, b, False)
         sizes = self.sizes_since_sync | self.sizes

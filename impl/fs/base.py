@@ -10,7 +10,6 @@ Metadata here means: which device block backs each file block and in what state
 from __future__ import annotations
 
 import bisect
-import copy
 from dataclasses import dataclass, field
 
 from ..api import (
@@ -53,6 +52,12 @@ class BlockMap(dict[int, tuple[int, str]]):
         self.version += 1
         super().clear()
 
+    def copy(self) -> BlockMap:  # type: ignore[override]
+        """An equal map with the same version (a committed or restored copy)."""
+        c = BlockMap(self)
+        c.version = self.version
+        return c
+
 
 RUN_WALK = 4096  # blocks an extent lookup walks at most (amortises, bounds the cost)
 
@@ -89,7 +94,7 @@ class ExtentFs:
         self.device = device
         self.block_size = block_size
         self.meta = Meta(next_block=first_block)
-        self.durable = copy.deepcopy(self.meta)
+        self.durable = Meta(next_block=first_block)
         self.inodes: dict[int, Inode] = {}
         # blocks a write allocated past EOF as written (ext4: MAPPED|NEW, the inode on
         # the orphan list): what the write did not bring inside i_size is freed at its
@@ -142,8 +147,20 @@ class ExtentFs:
         m = self.meta
         m.free.extend(m.busy)  # the frees are part of this commit: reusable from now on
         m.busy.clear()
-        self.durable = copy.deepcopy(m)
+        self.durable = self._commit(m, self.durable)
         return 0
+
+    @staticmethod
+    def _commit(m: Meta, old: Meta) -> Meta:
+        """A copy of ``m`` sharing nothing mutable with it; a file unchanged since ``old``
+        (same block-map version and size) keeps its committed copy."""
+        files = {}
+        for ino, f in m.files.items():
+            d = old.files.get(ino)
+            if d is None or d.blocks.version != f.blocks.version or d.size != f.size:
+                d = FileMeta(f.size, f.blocks.copy())
+            files[ino] = d
+        return Meta(files, list(m.free), list(m.busy), m.next_block, dict(m.refs))
 
     def crash(self) -> None:
         """After a power failure: the device keeps what was durable, and so does the
@@ -151,7 +168,9 @@ class ExtentFs:
         self.device.crash()  # type: ignore[attr-defined]
         self.fresh.clear()
         self.dio_active.clear()
-        self.meta = copy.deepcopy(self.durable)
+        d = self.durable
+        self.meta = Meta({ino: FileMeta(f.size, f.blocks.copy()) for ino, f in d.files.items()},
+                         list(d.free), list(d.busy), d.next_block, dict(d.refs))  # fmt: skip
         for ino, f in self.meta.files.items():
             self.inodes.setdefault(ino, Inode(ino)).size = f.size
         for ino in [i for i in self.inodes if i not in self.meta.files]:
