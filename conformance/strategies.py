@@ -74,9 +74,15 @@ def length(draw: Any, bs: int, lbs: int, page: int) -> int:
     )))  # fmt: skip
 
 
-_ENTRY = st.one_of(st.none(), st.builds(Pick, st.integers(0, 3), STATUSES))
-_ENTRIES = st.lists(_ENTRY, max_size=6)
+# a plan entry as one integer: below 12 nothing completes at that point; else bio k of
+# those in flight completes with a status, 0 three times in five, -EIO or -EAGAIN once
+_ENTRIES = st.lists(st.integers(0, 31), max_size=6)
+_ENTRY_STATUS = (0, 0, 0, EIO, EAGAIN)
 _FAIL_AT = st.integers(0, 3)
+
+
+def _entry(e: int) -> Pick | None:
+    return None if e < 12 else Pick((e - 12) % 4, _ENTRY_STATUS[(e - 12) // 4])
 
 
 def plan(draw: Any, sync: bool = True) -> Plan:
@@ -88,30 +94,33 @@ def plan(draw: Any, sync: bool = True) -> Plan:
         return ()
     if pick(draw, (False, False, False, True)):
         return (None,) * draw(_FAIL_AT) + (Pick(0, EIO),)
-    return tuple(draw(_ENTRIES))
+    return tuple(_entry(e) for e in draw(_ENTRIES))
 
 
-_POOLS: dict[tuple[bool, bool], SearchStrategy[list[str]]] = {}
-_ORDER = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC")
+def _combos(pool: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """No flag (three times, the simplest first), each flag alone, each pair."""
+    pairs = tuple((a, b) for i, a in enumerate(pool) for b in pool[i + 1 :])
+    return ((), (), (), *((f,) for f in pool), *pairs)
+
+
+_WRITE_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC")
+_IOCB = {
+    (w, a): _combos(_WRITE_FLAGS[: 4 if a else 3] if w else ("NOWAIT",))
+    for w in (False, True)
+    for a in (False, True)
+}
+_DIO = {False: _combos(("FORCE_WAIT", "PARTIAL")),
+        True: _combos(("FORCE_WAIT", "OVERWRITE_ONLY", "PARTIAL"))}  # fmt: skip
 
 
 def iocb_flags(draw: Any, write: bool, atomic: bool = True) -> tuple[str, ...]:
-    """RWF_* flags (ATOMIC only where the filesystem takes atomic writes at all)."""
-    key = (write, atomic)
-    s = _POOLS.get(key)
-    if s is None:
-        pool = ["NOWAIT"] + (["DSYNC", "SYNC"] + (["ATOMIC"] if atomic else []) if write else [])
-        s = _POOLS[key] = st.lists(st.sampled_from(pool), max_size=2, unique=True)
-    picked = draw(s)
-    return tuple(f for f in _ORDER if f in picked)
-
-
-_DIO_POOL = {False: ["PARTIAL", "FORCE_WAIT"], True: ["PARTIAL", "FORCE_WAIT", "OVERWRITE_ONLY"]}
-_DIO = {w: st.lists(st.sampled_from(p), max_size=2, unique=True) for w, p in _DIO_POOL.items()}
+    """RWF_* flags, at most two (ATOMIC only where the filesystem takes atomic writes)."""
+    return pick(draw, _IOCB[write, atomic])
 
 
 def dio_flags(draw: Any, write: bool) -> tuple[str, ...]:
-    return tuple(sorted(draw(_DIO[write])))
+    """IOMAP_DIO_* flags the caller passes, at most two."""
+    return pick(draw, _DIO[write])
 
 
 _FAULT = st.integers(0, 4)

@@ -24,6 +24,7 @@ hypothesis could start.
 
 from __future__ import annotations
 
+import functools
 import sys
 from array import array
 from collections.abc import Iterable
@@ -70,8 +71,10 @@ def _check_int(name: str, value: int) -> None:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
+@functools.lru_cache(maxsize=32)
 def _units(wid: int, first: int, last: int) -> bytes:
-    """Units ``[first, last)`` of write ``wid``, built as one array of 64-bit words."""
+    """Units ``[first, last)`` of write ``wid``, built as one array of 64-bit words (the
+    last few kept: a write's data is built again for every check of it)."""
     n = last - first
     words = array("Q", bytes(UNIT * n))
     words[0::2] = array("Q", [_MAGIC_INT | wid << 32]) * n
