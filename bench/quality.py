@@ -10,6 +10,7 @@ reach yet are listed under ``unreached`` with what would reach them.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -18,16 +19,19 @@ from typing import Any
 from ..conformance.bugs import BUGS, UNREACHED, quality_report
 
 
-def run(profile: str = "ci", names: Sequence[str] | None = None,
+def run(profile: str = "ci", names: Sequence[str] | None = None, jobs: int | None = None,
         **run_args: Any) -> dict[str, Any]:  # fmt: skip
-    """The quality report of ``names`` (default: every bug) under ``profile``.
-    ``run_args`` go to `run_suite` (``examples``, ``seed``, ``image_dir``, ``jobs``)."""
+    """The quality report of ``names`` (default: every bug) under ``profile``, ``jobs``
+    bugs at once (default: one per CPU). ``run_args`` go to `run_suite` (``examples``,
+    ``seed``, ``image_dir``)."""
+    jobs = jobs if jobs is not None else os.cpu_count() or 1
     start = time.perf_counter()
-    rows = quality_report(profile, names, **run_args)
+    rows = quality_report(profile, names, jobs=jobs, **run_args)
     seconds = time.perf_counter() - start
     caught = [r for r in rows if r["caught"]]
     return {
         "profile": profile,
+        "jobs": jobs,
         "python": platform.python_version(),
         "bugs": len(rows),
         "caught": len(caught),

@@ -407,21 +407,33 @@ def filesystems(name: str) -> list[str]:
     return list(bug.fs) or [f for f, e in COMBOS if e == bug.engine]
 
 
-def quality_report(profile: str = "ci", names: Sequence[str] | None = None,
+def quality_report(profile: str = "ci", names: Sequence[str] | None = None, jobs: int = 1,
                    **run_args: Any) -> list[dict[str, Any]]:  # fmt: skip
-    """Run the suite once per bug (on its filesystems and engine) with the bug planted.
+    """Run the suite once per bug with the bug planted: on the bug's filesystems one at a
+    time, in its order, until one catches it (``jobs`` bugs at once, in processes).
 
-    Each row: ``name``, ``engine``, ``fs``, ``caught``, ``seconds`` (until the first
-    failing filesystem was done, shrinking included; the whole run when not caught),
+    Each row: ``name``, ``engine``, ``fs``, ``caught``, ``seconds`` (until the failing
+    filesystem was done, shrinking included; the whole run when not caught),
     ``run_seconds``, ``steps`` (operations in the shrunk counterexample), ``kind``,
     ``trace_diverges`` (``dioconf replay`` of the saved trace finds the divergence;
     False: only the file-level oracle saw the bug), ``failed_on`` and ``message``.
     ``run_args`` go to `run_suite` (e.g. ``examples``, ``seed``)."""
-    rows = []
-    for name in names if names is not None else list(BUGS):
-        with tempfile.TemporaryDirectory(prefix=f"dioconf-quality-{name}-") as out:
-            rows.append(_run_one(profile, _bug(name), filesystems(name), out, run_args))
-    return rows
+    todo = list(names) if names is not None else list(BUGS)
+    for name in todo:
+        _bug(name)
+    args = [(profile, name, run_args) for name in todo]
+    if jobs <= 1:
+        return [_report_one(a) for a in args]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(_report_one, args))
+
+
+def _report_one(args: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    profile, name, run_args = args
+    with tempfile.TemporaryDirectory(prefix=f"dioconf-quality-{name}-") as out:
+        return _run_one(profile, _bug(name), filesystems(name), out, run_args)
 
 
 def _run_one(profile: str, bug: PlantedBug, fs: list[str], out: str,
@@ -437,38 +449,35 @@ def _run_one(profile: str, bug: PlantedBug, fs: list[str], out: str,
         "trace_diverges": None, "failed_on": None, "message": None, "error": None,
     }  # fmt: skip
     start = time.perf_counter()
-    try:
-        report = run_suite(profile, fs=fs, engine=[bug.engine], plant=bug.name, out_dir=out,
-                           **run_args)  # fmt: skip
-    except Exception as exc:  # the suite failed while reporting what it caught
-        seconds = round(time.perf_counter() - start, 2)
-        found: BaseException | None = exc
-        while found is not None and not isinstance(found, ConformanceFailure):
-            found = found.__context__  # what run_combo was saving when it broke
-        row.update(seconds=seconds, run_seconds=seconds,
-                   error=f"{type(exc).__name__}: {exc}")  # fmt: skip
-        if isinstance(found, ConformanceFailure):  # caught, then saving it broke
-            row.update(caught=True, steps=len(found.ops), kind=found.kind,
-                       message=found.message.strip().splitlines()[0][:200])  # fmt: skip
-        return row
-    row.update(caught=not report.ok, seconds=round(report.seconds, 2),
-               run_seconds=round(report.seconds, 2))  # fmt: skip
-    elapsed = 0.0
-    for combo in report.combos:
-        elapsed += combo.seconds
-        failure = combo.failure
+    for one in fs:
+        try:
+            report = run_suite(profile, fs=[one], engine=[bug.engine], plant=bug.name,
+                               out_dir=out, **run_args)  # fmt: skip
+        except Exception as exc:  # the suite failed while reporting what it caught
+            seconds = round(time.perf_counter() - start, 2)
+            found: BaseException | None = exc
+            while found is not None and not isinstance(found, ConformanceFailure):
+                found = found.__context__  # what run_combo was saving when it broke
+            row.update(seconds=seconds, run_seconds=seconds, failed_on=one,
+                       error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            if isinstance(found, ConformanceFailure):  # caught, then saving it broke
+                row.update(caught=True, steps=len(found.ops), kind=found.kind,
+                           message=found.message.strip().splitlines()[0][:200])  # fmt: skip
+            return row
+        failure = report.combos[0].failure
         if failure is None:
             continue
         diverges: bool | None = None
         if failure.trace is not None:
-            t = time.perf_counter()
             try:
                 diverges = replay_file(failure.trace).ok is False
             except Exception as exc:  # a trace the replayer cannot read
                 row["error"] = f"replay: {type(exc).__name__}: {exc}"
-            elapsed += time.perf_counter() - t
-        row.update(seconds=round(elapsed, 2), steps=failure.steps, kind=failure.kind,
-                   trace_diverges=diverges, failed_on=combo.fs,
+        seconds = round(time.perf_counter() - start, 2)
+        row.update(caught=True, seconds=seconds, run_seconds=seconds, steps=failure.steps,
+                   kind=failure.kind, trace_diverges=diverges, failed_on=one,
                    message=failure.message.strip().splitlines()[0][:200])  # fmt: skip
-        break
+        return row
+    seconds = round(time.perf_counter() - start, 2)
+    row.update(seconds=seconds, run_seconds=seconds)
     return row

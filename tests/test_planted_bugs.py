@@ -1,10 +1,7 @@
 """Planted engine bugs (`conformance.bugs`): well formed, planting restores the engine,
-and the harness catches each unreached bug's story. (The sweep that runs the ci profile
-with each bug planted is `dioconf bench quality`, not a test: it takes minutes.)
-
-One bug alone: ``pytest tests/test_quality.py -k fua-into-unwritten``; every bug:
-``-k caught``. A bug's filesystems are tried one at a time until one catches it;
-``conformance.bugs.quality_report`` runs them all.
+the harness catches each bug's short story, and the quality report's rows. (The ci
+profile with each bug planted is tests/test_quality.py; the full report, shrinking
+included, is `dioconf bench quality`: it takes minutes.)
 """
 
 from __future__ import annotations
@@ -106,3 +103,15 @@ def test_unreached_bug_fails_its_story(name: str):
                 with pytest.raises(ConformanceFailure):
                     h.run(ops)
                     h.check_all()
+
+
+def test_quality_report_row_of_a_bug_caught_at_once(tmp_path: Any) -> None:
+    """`dioconf bench quality`'s document for one bug: caught on its first filesystem,
+    with the shrunk counterexample's steps and a trace that replays diverging."""
+    from dioconf.bench.quality import run as run_quality
+
+    doc = run_quality("ci", ["legacy-read-past-eof"], jobs=1)
+    assert doc["bugs"] == 1 and doc["caught"] == 1 and doc["missed"] == []
+    (row,) = doc["rows"]
+    assert row["failed_on"] == "getblock" and row["kind"] == "engine"
+    assert row["steps"] >= 1 and row["trace_diverges"] is True and row["seconds"] > 0
