@@ -174,8 +174,9 @@ class ConformanceMachine(RuleBasedStateMachine):
             index = 1 - index
         _, size, bs, lbs, page = self._geometry(index)
         draw = data.draw
-        edges = self._edges(index) + (() if write else (size - lbs, size - bs))
-        pos = max(0, S.pick(draw, edges) - S.pick(draw, (0, 0, lbs, bs // 2)))
+        edges = self._edges(index) + (() if write else (size - lbs, size - bs)) or (size,)
+        pos = S.pick(draw, edges) - S.pick(draw, (0, 0, lbs, bs // 2))
+        pos = max(0, min(pos, S.FAR + 64 * bs))  # an edge may be the loff_t limit itself
         n = min(S.pick(draw, (2 * bs, bs, lbs, 3 * bs + lbs)), S.FAR + (1 << 20) - 1 - pos)
         flags = (("DSYNC",) if write and draw(S.BOOL) else ()) + (
             ("NOWAIT",) if draw(S.BOOL) else ())  # fmt: skip

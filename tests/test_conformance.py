@@ -16,6 +16,8 @@ from dioconf.impl.api import F_NEW, MAPPED
 from dioconf.impl.fs.simple import OverwriteFs
 from dioconf.model.pattern import pattern
 from dioconf.traces.replay import replay_file
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dioconf.cli import main
 
@@ -188,3 +190,24 @@ def test_a_result_that_differs_from_the_recorded_one_is_caught(harness, monkeypa
     h = harness()
     with pytest.raises(ConformanceFailure, match="recorded"):
         h.apply(O.DirectWrite(0, 0, 4 * KIB, 1))
+
+
+
+@given(data=st.data())
+@settings(max_examples=25, deadline=None, database=None, derandomize=True)
+def test_edge_requests_stay_below_the_loff_t_limit(data: st.DataObject) -> None:
+    """A file whose data ends at the loff_t limit: requests at its edges are still valid
+    (found by ``dioconf run --profile dev --seed 3``: a read at 2**63 of length -1)."""
+    from dioconf.conformance.machine import machine_for
+
+    m = machine_for("reflink", "iomap")()
+    m.setup((512, True, False))
+    try:
+        far = (1 << 63) - (1 << 20)
+        m.apply(O.BufferedWrite(0, far, (1 << 20) - 1, m._next_wid()))
+        m.apply(O.Fsync(0))  # written back: blocks up to the limit
+        m._at_edge(data, 0, data.draw(st.booleans()))
+        op = m.h.ops[-1]
+        assert op.pos >= 0 and op.length > 0 and op.pos + op.length <= 1 << 63
+    finally:
+        m.teardown()
