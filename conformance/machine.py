@@ -43,6 +43,9 @@ GEOMETRIES = (  # (logical block size, write cache, FUA)
     (512, False, False),
 )
 REFLINK = ("reflink", "btrfs-like")
+# requests at a data edge: NOWAIT and (writes) O_DSYNC one time in two each
+_EDGE_WRITE_FLAGS = ((), ("DSYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
+_EDGE_READ_FLAGS = ((), ("NOWAIT",))
 
 
 class ConformanceMachine(RuleBasedStateMachine):
@@ -145,12 +148,10 @@ class ConformanceMachine(RuleBasedStateMachine):
         pos = S.offset(draw, size, bs, lbs, page, self._edges(index))
         n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
         legacy = self.engine == "legacy"
-        op = DirectWrite(
-            index, pos, n, self._next_wid(), S.iocb_flags(draw, True, atomic=not legacy),
-            () if legacy else S.dio_flags(draw, True), (sync := draw(S.SYNC)),
-            S.fault_at(draw, n, page),
-            0 if legacy else S.pick(draw, (0, 0, 0, lbs, 3 * bs)), S.plan(draw, sync),
-        )  # fmt: skip
+        resumed = (0,) if legacy else (0, 0, 0, lbs, 3 * bs)  # done_before
+        flags, dio, sync, done = S.request_flags(draw, True, legacy, resumed)
+        op = DirectWrite(index, pos, n, self._next_wid(), flags, dio, sync,
+                         S.fault_at(draw, n, page), done, S.plan(draw, sync))  # fmt: skip
         self.apply(op)
 
     @precondition(lambda self: self.idle() and self._has_data())
@@ -175,12 +176,12 @@ class ConformanceMachine(RuleBasedStateMachine):
         _, size, bs, lbs, page = self._geometry(index)
         draw = data.draw
         edges = self._edges(index) + (() if write else (size - lbs, size - bs)) or (size,)
-        pos = S.pick(draw, edges) - S.pick(draw, (0, 0, lbs, bs // 2))
-        pos = max(0, min(pos, S.FAR + 64 * bs))  # an edge may be the loff_t limit itself
-        n = min(S.pick(draw, (2 * bs, bs, lbs, 3 * bs + lbs)), S.FAR + (1 << 20) - 1 - pos)
-        flags = (("DSYNC",) if write and draw(S.BOOL) else ()) + (
-            ("NOWAIT",) if draw(S.BOOL) else ())  # fmt: skip
-        sync = draw(S.BOOL)
+        edge, back, n = S.choose(draw, edges, (0, 0, lbs, bs // 2),
+                                 (2 * bs, bs, lbs, 3 * bs + lbs))  # fmt: skip
+        flags, sync = S.choose(draw, _EDGE_WRITE_FLAGS if write else _EDGE_READ_FLAGS,
+                               (True, False))  # fmt: skip
+        pos = max(0, min(edge - back, S.FAR + 64 * bs))  # an edge may be the loff_t limit
+        n = min(n, S.FAR + (1 << 20) - 1 - pos)
         plan = S.plan(draw, sync)
         if write:
             op: Op = DirectWrite(index, pos, n, self._next_wid(), flags, (), sync, None, 0, plan)
@@ -198,12 +199,10 @@ class ConformanceMachine(RuleBasedStateMachine):
         pos = S.offset(draw, size, bs, lbs, page, (*self._edges(index), max(0, size - n)))
         n = min(n, S.FAR + (1 << 20) - 1 - pos)
         legacy = self.engine == "legacy"
-        op = DirectRead(
-            index, pos, n, S.iocb_flags(draw, False),
-            () if legacy else S.dio_flags(draw, False), (sync := draw(S.SYNC)),
-            S.fault_at(draw, n, page, size - pos),
-            0 if legacy else S.pick(draw, (0, 0, 0, lbs)), S.plan(draw, sync),
-        )  # fmt: skip
+        resumed = (0,) if legacy else (0, 0, 0, lbs)  # done_before
+        flags, dio, sync, done = S.request_flags(draw, False, legacy, resumed)
+        op = DirectRead(index, pos, n, flags, dio, sync, S.fault_at(draw, n, page, size - pos),
+                        done, S.plan(draw, sync))  # fmt: skip
         self.apply(op)
 
     @precondition(lambda self: self.iomap())

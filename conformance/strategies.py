@@ -27,10 +27,7 @@ EIO, EAGAIN = -5, -11
 FAR = LOFF_MAX + 1 - (1 << 20)  # 1 MiB below the loff_t limit (2**63)
 # a bio fails one time in four: -EIO, or -EAGAIN (BLK_STS_AGAIN) one time in three of those
 STATUSES = st.sampled_from((0, 0, 0, EIO, 0, 0, EIO, 0, 0, EAGAIN, 0, 0))
-SYNC = st.sampled_from((True, True, True, False))  # async requests one time in four
 _INDEX: dict[int, SearchStrategy[int]] = {}
-_DELTA = st.integers(-2, 2)
-BOOL = st.booleans()
 
 
 def pick(draw: Any, options: Sequence[T]) -> T:
@@ -42,18 +39,45 @@ def pick(draw: Any, options: Sequence[T]) -> T:
     return options[draw(s)]
 
 
+CHOICES = 1024  # Hypothesis draws an index below this uniformly (larger: biased small)
+
+
+def choose(draw: Any, *tables: Sequence[Any]) -> tuple[Any, ...]:
+    """One option of each table from a single draw (an index into their product, the
+    first table varying fastest): fewer draws, so less of Hypothesis's per-draw cost;
+    index 0, where shrinking goes, is the first option of every table. The product must
+    stay within `CHOICES`, or the draws would favour the first options."""
+    n = _product(tables)
+    if n > CHOICES:
+        raise ValueError(f"choose: {n} combinations, more than {CHOICES}: split the draw")
+    i = pick(draw, range(n))
+    out = []
+    for t in tables:
+        i, r = divmod(i, len(t))
+        out.append(t[r])
+    return tuple(out)
+
+
+def _product(tables: Sequence[Sequence[Any]]) -> int:
+    n = 1
+    for t in tables:
+        n *= len(t)
+    return n
+
+
+_DELTAS = (0, -1, 1, -2, 2)
+
+
 def offset(draw: Any, size: int, bs: int, lbs: int, page: int,
            edges: tuple[int, ...] = ()) -> int:  # fmt: skip
     """A file offset near a boundary that matters: block, page and i_size boundaries
     (i_size less one logical block: an overlapping append when EOF is unaligned), the
     loff_t limit, and ``edges`` (where the file's data starts and ends)."""
-    base = pick(draw, (
+    base, unit, delta = choose(draw, (
         0, 0, bs, page, 4 * bs, size, size, size - lbs, size - size % bs,
         -(-size // bs) * bs, 16 * bs, 256 * page, FAR, *edges, *edges,
-    ))  # fmt: skip
-    unit = pick(draw, (lbs, lbs, bs, 512, 1))
-    delta = draw(_DELTA) * unit
-    return max(0, min(base + delta, FAR + 64 * bs))
+    ), (lbs, lbs, bs, 512, 1), _DELTAS)  # fmt: skip
+    return max(0, min(base + delta * unit, FAR + 64 * bs))
 
 
 def new_size(draw: Any, size: int, bs: int, lbs: int, page: int,
@@ -74,11 +98,19 @@ def length(draw: Any, bs: int, lbs: int, page: int) -> int:
     )))  # fmt: skip
 
 
-# a plan entry as one integer: below 12 nothing completes at that point; else bio k of
-# those in flight completes with a status, 0 three times in five, -EIO or -EAGAIN once
-_ENTRIES = st.lists(st.integers(0, 31), max_size=6)
+# a plan: its length (0 to 6 race points), then its entries two per draw, the first race
+# point first. An entry below 12 completes nothing at its point; else bio k of those in
+# flight completes with a status: 0 three times in five, -EIO or -EAGAIN once. (Nothing
+# after the plan's end completes either.)
 _ENTRY_STATUS = (0, 0, 0, EIO, EAGAIN)
-_FAIL_AT = st.integers(0, 3)
+_PAIRS = range(32 * 32)
+# what kind of plan: a drawn list, none at all (async only, one time in two: bios stay in
+# flight for the `complete` rule, and the submitter drops its reference first), or one
+# time in four (of the rest) the shortcut "bio 0 fails at race point k" (an error racing
+# the next mapping)
+_SYNC_KINDS = (*("list",) * 12, 0, 1, 2, 3)
+_ASYNC_KINDS = (*("none",) * 16, *("list",) * 12, 0, 1, 2, 3)
+_LENGTHS = range(7)
 
 
 def _entry(e: int) -> Pick | None:
@@ -86,15 +118,18 @@ def _entry(e: int) -> Pick | None:
 
 
 def plan(draw: Any, sync: bool = True) -> Plan:
-    """Completions at the race points of one request (see `conformance.ops`); one time
-    in four the shortcut "bio 0 fails at point k" (an error racing later mappings). An
-    async request has none one time in two: its bios stay in flight for the ``complete``
-    rule (and the submitter drops its reference first)."""
-    if not sync and pick(draw, (True, False)):
+    """Completions at the race points of one request (see `conformance.ops`)."""
+    kind = pick(draw, _SYNC_KINDS if sync else _ASYNC_KINDS)
+    if kind == "none":
         return ()
-    if pick(draw, (False, False, False, True)):
-        return (None,) * draw(_FAIL_AT) + (Pick(0, EIO),)
-    return tuple(_entry(e) for e in draw(_ENTRIES))
+    if kind != "list":
+        return (None,) * kind + (Pick(0, EIO),)
+    n = pick(draw, _LENGTHS)
+    entries: list[Pick | None] = []
+    while len(entries) < n:
+        hi, lo = divmod(pick(draw, _PAIRS), 32)
+        entries += (_entry(lo), _entry(hi))
+    return tuple(entries[:n])
 
 
 def _combos(pool: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
@@ -113,25 +148,30 @@ _DIO = {False: _combos(("FORCE_WAIT", "PARTIAL")),
         True: _combos(("FORCE_WAIT", "OVERWRITE_ONLY", "PARTIAL"))}  # fmt: skip
 
 
+_SYNC_T = (True, True, True, False)  # async requests one time in four
+
+
 def iocb_flags(draw: Any, write: bool, atomic: bool = True) -> tuple[str, ...]:
     """RWF_* flags, at most two (ATOMIC only where the filesystem takes atomic writes)."""
     return pick(draw, _IOCB[write, atomic])
 
 
-def dio_flags(draw: Any, write: bool) -> tuple[str, ...]:
-    """IOMAP_DIO_* flags the caller passes, at most two."""
-    return pick(draw, _DIO[write])
+def request_flags(draw: Any, write: bool, legacy: bool,
+                  done_before: Sequence[int]) -> tuple[Any, ...]:  # fmt: skip
+    """RWF_* flags, IOMAP_DIO_* flags (none on the legacy engine), sync or not (one
+    draw), and done_before."""
+    flags = choose(draw, _IOCB[write, not legacy], _NO_DIO if legacy else _DIO[write], _SYNC_T)
+    return (*flags, pick(draw, done_before))
 
 
-_FAULT = st.integers(0, 4)
+_NO_DIO: tuple[tuple[str, ...], ...] = ((),)
 
 
 def fault_at(draw: Any, n: int, page: int, data: int | None = None) -> int | None:
     """Where the user buffer stops being pinnable, if it does (one request in five): a
     page multiple, after some progress more often than not. ``data``: bytes of the
     request inside i_size (a read), so that a fault after progress there is drawn too."""
-    if draw(_FAULT):
-        return None
     pages = max(1, n // page)
     inside = max(1, min(pages - 1, (data or 0) // page))
-    return pick(draw, (1, 0, pages // 2 or 1, inside, pages)) * page
+    at = pick(draw, (*(None,) * 20, 1, 0, pages // 2 or 1, inside, pages))
+    return None if at is None else at * page
