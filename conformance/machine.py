@@ -45,6 +45,7 @@ GEOMETRIES = (  # (logical block size, write cache, FUA)
 REFLINK = ("reflink", "btrfs-like")
 # requests at a data edge: NOWAIT and (writes) O_DSYNC one time in two each
 _EDGE_WRITE_FLAGS = ((), ("DSYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
+_OVERWRITE_FLAGS = ((), ("DSYNC",), ("DSYNC",), ("SYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
 _EDGE_READ_FLAGS = ((), ("NOWAIT",))
 
 
@@ -175,11 +176,11 @@ class ConformanceMachine(RuleBasedStateMachine):
             index = 1 - index
         _, size, bs, lbs, page = self._geometry(index)
         draw = data.draw
-        edges = self._edges(index) + (() if write else (size - lbs, size - bs)) or (size,)
-        edge, back, n = S.choose(draw, edges, (0, 0, lbs, bs // 2),
-                                 (2 * bs, bs, lbs, 3 * bs + lbs))  # fmt: skip
-        flags, sync = S.choose(draw, _EDGE_WRITE_FLAGS if write else _EDGE_READ_FLAGS,
-                               (True, False))  # fmt: skip
+        eof = size - size % lbs  # a read from here crosses an unaligned EOF
+        edges = self._edges(index) + (() if write else (eof, eof - lbs, eof - bs)) or (size,)
+        edge, back = S.choose(draw, edges, (0, 0, lbs, bs // 2))
+        n, flags, sync = S.choose(draw, (2 * bs, bs, lbs, 3 * bs + lbs),
+                                  _EDGE_WRITE_FLAGS if write else _EDGE_READ_FLAGS, (True, False))
         pos = max(0, min(edge - back, S.FAR + 64 * bs))  # an edge may be the loff_t limit
         n = min(n, S.FAR + (1 << 20) - 1 - pos)
         plan = S.plan(draw, sync)
@@ -291,6 +292,64 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.since_crash = -1
         self.apply(Crash())
 
+    @precondition(lambda self: self.idle() and self._has_data())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def direct_overwrite(self, data: Any, index: int) -> None:
+        """A pure overwrite: a direct write of written blocks inside i_size (the first or
+        last block of a data run), O_DSYNC or not, async one time in two: the FUA path,
+        inline completion, and an async O_DSYNC write whose bios outlive the submitter."""
+        h = self.h
+        assert h is not None
+        if not self._edges(index):
+            index = 1 - index
+        f = h.files[index]
+        bs, lbs = h.block_size, h.logical_block_size
+        blocks = getattr(h.world.fs.file(f), "blocks", {})
+        ends = [b for b in blocks if b + 1 not in blocks][:3]
+        starts = [b for b in blocks if b - 1 not in blocks][:3]
+        draw = data.draw
+        blk, n = S.choose(draw, (*starts, *ends), (bs, lbs, 2 * lbs))
+        n = min(n, f.size - blk * bs) // lbs * lbs
+        flags, sync = S.choose(draw, _OVERWRITE_FLAGS, (True, False))
+        if n <= 0:
+            return
+        self.apply(DirectWrite(index, blk * bs, n, self._next_wid(), flags, (), sync, None, 0,
+                               S.plan(draw, sync)))  # fmt: skip
+
+    @precondition(lambda self: self.idle() and self._has_data())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def short_read_at_eof(self, data: Any, index: int) -> None:
+        """A direct read across i_size (a short read), one time in two after a truncate
+        that leaves i_size off the logical-block grid; async one time in two, its bios
+        left in flight for the `complete` rule one time in two of those."""
+        if not self._edges(index):
+            index = 1 - index
+        _, size, bs, lbs, _ = self._geometry(index)
+        draw = data.draw
+        odd, n, sync = S.choose(draw, (0, 1, lbs // 2 + 1, lbs - 1), (lbs, bs, 2 * bs + lbs),
+                                (True, False))  # fmt: skip
+        if odd and size > lbs:
+            self.apply(Truncate(index, size - lbs + odd))
+            size = self.h.files[index].size  # type: ignore[union-attr]
+        pos = max(0, size - size % lbs - (lbs if n > lbs else 0))
+        n = min(n, S.FAR + (1 << 20) - 1 - pos)
+        self.apply(DirectRead(index, pos, n, (), (), sync, None, 0, S.plan(draw, sync)))
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def durable_write_then_crash(self, data: Any, index: int) -> None:
+        """An O_DSYNC or O_SYNC direct write, acknowledged, then at once a power failure:
+        the write and the i_size it made must be there after the remount, whatever the
+        device (FUA, no write cache) let the engine skip."""
+        _, size, bs, lbs, page = self._geometry(index)
+        draw = data.draw
+        pos = S.offset(draw, size, bs, lbs, page, self._edges(index))
+        n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        flags = S.pick(draw, (("DSYNC",), ("SYNC",)))
+        self.apply(DirectWrite(index, pos, n, self._next_wid(), flags))
+        self.since_crash = -1
+        self.apply(Crash())
+
     @invariant()
     def sizes_agree(self) -> None:
         """The model's i_size of each file (through the oracle) is the implementation's."""
@@ -306,5 +365,7 @@ class ConformanceMachine(RuleBasedStateMachine):
 def machine_for(fs: str, engine: str, **attrs: Any) -> type[ConformanceMachine]:
     """A machine class for one filesystem and engine (its own running totals)."""
     name = "Conformance_" + fs.replace("-", "_") + "_" + engine
+    if attrs.get("fs_factory") is not None:  # a plain function must not become a method
+        attrs["fs_factory"] = staticmethod(attrs["fs_factory"])
     return type(name, (ConformanceMachine,), {"fs": fs, "engine": engine, "totals": Stats(),
                                               "examples": 0, **attrs})  # fmt: skip

@@ -28,6 +28,11 @@ FAR = LOFF_MAX + 1 - (1 << 20)  # 1 MiB below the loff_t limit (2**63)
 # a bio fails one time in four: -EIO, or -EAGAIN (BLK_STS_AGAIN) one time in three of those
 STATUSES = st.sampled_from((0, 0, 0, EIO, 0, 0, EIO, 0, 0, EAGAIN, 0, 0))
 _INDEX: dict[int, SearchStrategy[int]] = {}
+# Every index is drawn below 100. Hypothesis sometimes draws an integer constant it found
+# in the source of the local modules loaded (never one below 100 in magnitude); which
+# modules are loaded differs between `dioconf run` and a pytest process, and so would the
+# derandomized ci examples. Below 100 they are the same everywhere.
+CHOICES = 100
 
 
 def pick(draw: Any, options: Sequence[T]) -> T:
@@ -35,22 +40,18 @@ def pick(draw: Any, options: Sequence[T]) -> T:
     n = len(options)
     s = _INDEX.get(n)
     if s is None:
+        if n > CHOICES:
+            raise ValueError(f"pick: {n} options, more than {CHOICES}: split the draw")
         s = _INDEX[n] = st.integers(0, n - 1)
     return options[draw(s)]
-
-
-CHOICES = 1024  # Hypothesis draws an index below this uniformly (larger: biased small)
 
 
 def choose(draw: Any, *tables: Sequence[Any]) -> tuple[Any, ...]:
     """One option of each table from a single draw (an index into their product, the
     first table varying fastest): fewer draws, so less of Hypothesis's per-draw cost;
     index 0, where shrinking goes, is the first option of every table. The product must
-    stay within `CHOICES`, or the draws would favour the first options."""
-    n = _product(tables)
-    if n > CHOICES:
-        raise ValueError(f"choose: {n} combinations, more than {CHOICES}: split the draw")
-    i = pick(draw, range(n))
+    stay within `CHOICES`."""
+    i = pick(draw, range(_product(tables)))
     out = []
     for t in tables:
         i, r = divmod(i, len(t))
@@ -73,10 +74,11 @@ def offset(draw: Any, size: int, bs: int, lbs: int, page: int,
     """A file offset near a boundary that matters: block, page and i_size boundaries
     (i_size less one logical block: an overlapping append when EOF is unaligned), the
     loff_t limit, and ``edges`` (where the file's data starts and ends)."""
-    base, unit, delta = choose(draw, (
+    base = pick(draw, (
         0, 0, bs, page, 4 * bs, size, size, size - lbs, size - size % bs,
         -(-size // bs) * bs, 16 * bs, 256 * page, FAR, *edges, *edges,
-    ), (lbs, lbs, bs, 512, 1), _DELTAS)  # fmt: skip
+    ))  # fmt: skip
+    unit, delta = choose(draw, (lbs, lbs, bs, 512, 1), _DELTAS)
     return max(0, min(base + delta * unit, FAR + 64 * bs))
 
 
@@ -98,12 +100,12 @@ def length(draw: Any, bs: int, lbs: int, page: int) -> int:
     )))  # fmt: skip
 
 
-# a plan: its length (0 to 6 race points), then its entries two per draw, the first race
-# point first. An entry below 12 completes nothing at its point; else bio k of those in
-# flight completes with a status: 0 three times in five, -EIO or -EAGAIN once. (Nothing
-# after the plan's end completes either.)
+# a plan: its length (0 to 6 race points), then its entries, the first race point first.
+# An entry below 12 completes nothing at its point; else bio k of those in flight
+# completes with a status: 0 three times in five, -EIO or -EAGAIN once. (Nothing after
+# the plan's end completes either.)
 _ENTRY_STATUS = (0, 0, 0, EIO, EAGAIN)
-_PAIRS = range(32 * 32)
+_ENTRIES = range(32)
 # what kind of plan: a drawn list, none at all (async only, one time in two: bios stay in
 # flight for the `complete` rule, and the submitter drops its reference first), or one
 # time in four (of the rest) the shortcut "bio 0 fails at race point k" (an error racing
@@ -124,12 +126,7 @@ def plan(draw: Any, sync: bool = True) -> Plan:
         return ()
     if kind != "list":
         return (None,) * kind + (Pick(0, EIO),)
-    n = pick(draw, _LENGTHS)
-    entries: list[Pick | None] = []
-    while len(entries) < n:
-        hi, lo = divmod(pick(draw, _PAIRS), 32)
-        entries += (_entry(lo), _entry(hi))
-    return tuple(entries[:n])
+    return tuple(_entry(pick(draw, _ENTRIES)) for _ in range(pick(draw, _LENGTHS)))
 
 
 def _combos(pool: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
@@ -158,10 +155,11 @@ def iocb_flags(draw: Any, write: bool, atomic: bool = True) -> tuple[str, ...]:
 
 def request_flags(draw: Any, write: bool, legacy: bool,
                   done_before: Sequence[int]) -> tuple[Any, ...]:  # fmt: skip
-    """RWF_* flags, IOMAP_DIO_* flags (none on the legacy engine), sync or not (one
-    draw), and done_before."""
-    flags = choose(draw, _IOCB[write, not legacy], _NO_DIO if legacy else _DIO[write], _SYNC_T)
-    return (*flags, pick(draw, done_before))
+    """RWF_* flags and sync or not (one draw), IOMAP_DIO_* flags (none on the legacy
+    engine) and done_before (another)."""
+    iocb, sync = choose(draw, _IOCB[write, not legacy], _SYNC_T)
+    dio, done = choose(draw, _NO_DIO if legacy else _DIO[write], done_before)
+    return iocb, dio, sync, done
 
 
 _NO_DIO: tuple[tuple[str, ...], ...] = ((),)

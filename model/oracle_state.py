@@ -148,11 +148,7 @@ class FileOracle:
         """Write ``wid`` of ``[start, end)`` returned ``ret`` (see ``Oracle.direct_write``)."""
         new = frozenset({Value(wid)})
         if ret < 0:  # any sector of the range inside i_size may or may not have landed
-            stop = min(end, max(self.sizes))
-            if start >= stop:
-                return self
-            f = evolve(self, now=self.now.update(start, stop, lambda vs: vs | new))
-            return f._record((start, stop))
+            return self._failed_write(start, end, new)
         stop = start + ret
         if ret == 0:
             return self
@@ -162,6 +158,20 @@ class FileOracle:
             since = f.since_sync.copy_from(f.now, start, stop)
             sizes = frozenset(s for s in f.sizes_since_sync if s >= stop) | f.sizes
             f = evolve(f, since_sync=since, sizes_since_sync=sizes)
+        return f
+
+    def _failed_write(self, start: int, end: int, new: frozenset[Value]) -> FileOracle:
+        """A write that failed or never completed: any sector of it may have landed. Now,
+        that shows inside i_size; after a crash, also inside a durable i_size larger than
+        the current one (the crash undoes a truncate, the landed sectors are there)."""
+        stop = min(end, max(self.sizes))
+        f = self
+        if start < stop:
+            f = evolve(f, now=f.now.update(start, stop, lambda vs: vs | new))._record((start, stop))
+        lo, hi = max(start, stop), min(end, max(self.sizes_since_sync))
+        if lo < hi:
+            since = f.since_sync.update(lo, hi, lambda vs: vs | new)
+            f = evolve(f, since_sync=since)
         return f
 
     def truncate(self, size: int) -> FileOracle:

@@ -509,3 +509,20 @@ def test_a_crash_may_mix_bytes_of_different_histories_in_one_sector() -> None:
     o2 = one_file((0, KIB4, 1)).crash()
     torn = p(1, 0, 256) + bytes(256)
     assert kinds(o2.check_read(1, 0, torn)) == [(0, 512, "lost")]
+
+
+def test_a_write_left_in_flight_past_a_truncated_eof_may_come_back() -> None:
+    """Write #6 was in flight past the EOF of an uncommitted truncate when the power
+    failed: the crash undoes the truncate, and the sectors that landed show (found by
+    ``dioconf check`` on a user filesystem, dev profile seed 4). Bytes past the durable
+    EOF cannot show."""
+    o = Oracle().create(1).direct_write(1, 0, 512, 3, 512, durable=False)
+    o = o.direct_write(1, KIB4, 2 * KIB4, 4, 2 * KIB4, durable=True).truncate(1, 512)
+    o = o.direct_write(1, 3584, 2 * KIB4, 6, -1, durable=False)
+    assert o.check_read(1, 0, p(3, 0, 512)) == []  # now: nothing past EOF changed
+    o = o.crash()
+    assert o.check_size(1, 3 * KIB4) == [] and o.check_size(1, 512) == []
+    assert o.check_read(1, 3584, p(6, 3584, 512)) == []  # landed
+    assert o.check_read(1, 3584, bytes(512)) == []  # or not
+    assert o.check_read(1, KIB4, p(6, KIB4, KIB4)) == []
+    assert o.check_read(1, KIB4, p(4, KIB4, KIB4)) == []

@@ -285,9 +285,12 @@ class ExtentFs:
 
     def write_mapping(self, inode: Inode, m: Iomap) -> Iomap:
         """A mapping for a write: IOMAP_F_DIRTY when the metadata needed to reach the data
-        is not committed yet, so that O_DSYNC does not take FUA for enough (the fsync
-        must commit it)."""
-        if m.type in (MAPPED, UNWRITTEN) and F_NEW not in m.flags and self.meta_dirty(inode):
+        is not committed yet, or when the mapping spans EOF (the write may move i_size at
+        completion), so that O_DSYNC does not take FUA for enough: the completion's sync
+        must commit it (ext4_set_iomap: ``ext4_inode_datasync_dirty(inode) || offset +
+        length > i_size_read(inode)``)."""
+        if m.type in (MAPPED, UNWRITTEN) and F_NEW not in m.flags and (
+                m.offset + m.length > inode.size or self.meta_dirty(inode)):  # fmt: skip
             return m._replace(flags=m.flags | {F_DIRTY})
         return m
 
