@@ -414,7 +414,7 @@ def _file_write(h: Harness, op: FileWrite) -> None:
     h._feed()
     durable = ret > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
     h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid, ret if ret >= 0 else -1,
-                                     durable=durable)  # fmt: skip
+                                     durable=durable, granule=h.world.page_size)  # fmt: skip
     h._check_range(op.file, op.pos, op.pos + op.length)
 
 
@@ -422,7 +422,7 @@ def _buffered_write(h: Harness, op: BufferedWrite) -> None:
     f = h.files[op.file]
     n = h.world.buffered_write(f, op.pos, pattern(op.wid, op.pos, op.length))
     if n > 0:
-        h.oracle = h.oracle.buffered_write(f.ino, op.pos, n, op.wid)
+        h.oracle = h.oracle.buffered_write(f.ino, op.pos, n, op.wid, h.world.page_size)
     h._check_range(op.file, op.pos, op.pos + op.length)
 
 

@@ -142,18 +142,29 @@ class ConformanceMachine(RuleBasedStateMachine):
     # -- rules -------------------------------------------------------------------------
 
     @precondition(lambda self: self.idle())
-    @rule(data=st.data(), index=st.integers(0, 1))
-    def direct_write(self, data: Any, index: int) -> None:
+    @rule(data=st.data(), index=st.integers(0, 1), k=S.WRITE_KNOBS)
+    def direct_write(self, data: Any, index: int, k: S.Knobs) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        draw = data.draw
-        pos = S.offset(draw, size, bs, lbs, page, self._edges(index))
-        n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        pos = k.offset(S.offset_base(data.draw, size, bs, lbs, page, self._edges(index)), bs, lbs)
+        n = min(S.lengths(bs, lbs, page)[k.len_i], S.FAR + (1 << 20) - 1 - pos)
+        self.apply(self._request(DirectWrite, index, pos, n, k, (0, 0, 0, lbs, 3 * bs)))
+
+    def _request(self, kind: type[DirectWrite] | type[DirectRead], index: int, pos: int,
+                 n: int, k: S.Knobs, resumed: tuple[int, ...]) -> Op:  # fmt: skip
+        """The request ``k`` describes at ``[pos, pos + n)`` (ATOMIC, dio flags and
+        done_before are iomap's alone)."""
+        h = self.h
+        assert h is not None
         legacy = self.engine == "legacy"
-        resumed = (0,) if legacy else (0, 0, 0, lbs, 3 * bs)  # done_before
-        flags, dio, sync, done = S.request_flags(draw, True, legacy, resumed)
-        op = DirectWrite(index, pos, n, self._next_wid(), flags, dio, sync,
-                         S.fault_at(draw, n, page), done, S.plan(draw, sync))  # fmt: skip
-        self.apply(op)
+        flags = tuple(f for f in k.iocb if f != "ATOMIC") if legacy else k.iocb
+        dio, done = ((), 0) if legacy else (k.dio, resumed[k.done_i])
+        page = h.world.page_size
+        if kind is DirectWrite:
+            fault = S.fault_from(k.fault_i, n, page)
+            return DirectWrite(index, pos, n, self._next_wid(), flags, dio, k.sync, fault, done,
+                               k.plan)  # fmt: skip
+        fault = S.fault_from(k.fault_i, n, page, h.files[index].size - pos)
+        return DirectRead(index, pos, n, flags, dio, k.sync, fault, done, k.plan)
 
     @precondition(lambda self: self.idle() and self._has_data())
     @rule(data=st.data(), index=st.integers(0, 1))
@@ -192,19 +203,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.apply(op)
 
     @precondition(lambda self: self.idle())
-    @rule(data=st.data(), index=st.integers(0, 1))
-    def direct_read(self, data: Any, index: int) -> None:
+    @rule(data=st.data(), index=st.integers(0, 1), k=S.READ_KNOBS)
+    def direct_read(self, data: Any, index: int, k: S.Knobs) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        draw = data.draw
-        n = S.length(draw, bs, lbs, page)
-        pos = S.offset(draw, size, bs, lbs, page, (*self._edges(index), max(0, size - n)))
+        n = S.lengths(bs, lbs, page)[k.len_i]
+        edges = (*self._edges(index), max(0, size - n))
+        pos = k.offset(S.offset_base(data.draw, size, bs, lbs, page, edges), bs, lbs)
         n = min(n, S.FAR + (1 << 20) - 1 - pos)
-        legacy = self.engine == "legacy"
-        resumed = (0,) if legacy else (0, 0, 0, lbs)  # done_before
-        flags, dio, sync, done = S.request_flags(draw, False, legacy, resumed)
-        op = DirectRead(index, pos, n, flags, dio, sync, S.fault_at(draw, n, page, size - pos),
-                        done, S.plan(draw, sync))  # fmt: skip
-        self.apply(op)
+        self.apply(self._request(DirectRead, index, pos, n, k, (0, 0, 0, lbs, 0)))
 
     @precondition(lambda self: self.iomap())
     @rule(data=st.data(), index=st.integers(0, 1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from attrs import frozen
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
@@ -92,12 +93,67 @@ def new_size(draw: Any, size: int, bs: int, lbs: int, page: int,
     return new
 
 
-def length(draw: Any, bs: int, lbs: int, page: int) -> int:
-    """A request length: one logical block, blocks, a bio's worth of pages, odd sizes."""
-    return int(pick(draw, (
+def lengths(bs: int, lbs: int, page: int) -> tuple[int, ...]:
+    """Request lengths: one logical block, blocks, a bio's worth of pages, odd sizes."""
+    return (
         lbs, lbs, 2 * lbs, bs, bs, 2 * bs, 3 * bs + lbs, 8 * bs, 256 * page + bs,
         lbs + 1, 100,
-    )))  # fmt: skip
+    )  # fmt: skip
+
+
+def length(draw: Any, bs: int, lbs: int, page: int) -> int:
+    """A request length (`lengths`)."""
+    return pick(draw, lengths(bs, lbs, page))
+
+
+def offset_base(draw: Any, size: int, bs: int, lbs: int, page: int,
+                edges: tuple[int, ...] = ()) -> int:  # fmt: skip
+    """The base of `offset` alone (the delta comes from a request's `Knobs`)."""
+    return pick(draw, (
+        0, 0, bs, page, 4 * bs, size, size, size - lbs, size - size % bs,
+        -(-size // bs) * bs, 16 * bs, 256 * page, FAR, *edges, *edges,
+    ))  # fmt: skip
+
+
+_UNITS = ("lbs", "lbs", "bs", 512, 1)
+
+
+@frozen
+class Knobs:
+    """What a direct request varies that does not depend on the file: drawn as one rule
+    argument (Hypothesis draws those without the per-draw bookkeeping of ``st.data()``)
+    and mapped onto the file's geometry by the rule."""
+
+    iocb: tuple[str, ...]  # RWF_* flags (a legacy rule drops ATOMIC)
+    sync: bool
+    dio: tuple[str, ...]  # IOMAP_DIO_* flags (a legacy rule drops them)
+    done_i: int  # into the rule's done_before table
+    fault_i: int  # into `fault_from`'s table
+    len_i: int  # into `lengths`
+    unit_i: int  # the offset delta's unit: logical block, block, sector, byte
+    delta: int  # the offset delta, in units
+    plan: Plan
+
+    def offset(self, base: int, bs: int, lbs: int) -> int:
+        unit = {"lbs": lbs, "bs": bs}.get(_UNITS[self.unit_i], _UNITS[self.unit_i])
+        return max(0, min(base + self.delta * int(unit), FAR + 64 * bs))
+
+
+@st.composite
+def _knobs(draw: Any, write: bool) -> Knobs:
+    iocb, sync = choose(draw, _IOCB[write, True], _SYNC_T)
+    dio, done_i = choose(draw, _DIO[write], range(5))
+    len_i, unit_i = choose(draw, range(11), range(5))
+    fault_i, delta = choose(draw, range(20), _DELTAS)
+    return Knobs(iocb, sync, dio, done_i, fault_i, len_i, unit_i, delta, plan(draw, sync))
+
+
+def fault_from(i: int, n: int, page: int, data: int | None = None) -> int | None:
+    """`fault_at`'s choice ``i`` for a request of ``n`` bytes."""
+    pages = max(1, n // page)
+    inside = max(1, min(pages - 1, (data or 0) // page))
+    at = (*(None,) * 15, 1, 0, pages // 2 or 1, inside, pages)[i]
+    return None if at is None else at * page
 
 
 # a plan: its length (0 to 6 race points), then its entries, the first race point first.
@@ -166,10 +222,11 @@ _NO_DIO: tuple[tuple[str, ...], ...] = ((),)
 
 
 def fault_at(draw: Any, n: int, page: int, data: int | None = None) -> int | None:
-    """Where the user buffer stops being pinnable, if it does (one request in five): a
+    """Where the user buffer stops being pinnable, if it does (one request in four): a
     page multiple, after some progress more often than not. ``data``: bytes of the
     request inside i_size (a read), so that a fault after progress there is drawn too."""
-    pages = max(1, n // page)
-    inside = max(1, min(pages - 1, (data or 0) // page))
-    at = pick(draw, (*(None,) * 20, 1, 0, pages // 2 or 1, inside, pages))
-    return None if at is None else at * page
+    return fault_from(pick(draw, range(20)), n, page, data)
+
+
+WRITE_KNOBS = _knobs(True)
+READ_KNOBS = _knobs(False)

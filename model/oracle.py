@@ -113,11 +113,21 @@ class Oracle:
         return self._with(ino, FileOracle(), "create")
 
     def direct_write(
-        self, ino: int, pos: int, length: int, wid: int, ret: int, *, durable: bool
+        self,
+        ino: int,
+        pos: int,
+        length: int,
+        wid: int,
+        ret: int,
+        *,
+        durable: bool,
+        granule: int = 0,
     ) -> Oracle:
         """A direct write of ``length`` bytes of write ``wid`` at ``pos`` returned ``ret``.
 
         ``durable``: the write was O_DSYNC/O_SYNC (it only counts when ``ret > 0``).
+        ``granule``: part of it may have gone through the page cache (a buffered
+        fallback), so see `buffered_write`.
         """
         start, end = _range("direct_write", pos, length)
         _wid("direct_write", wid)
@@ -127,15 +137,22 @@ class Oracle:
             )
         f = self.file(ino, "direct_write")
         note = f"direct write #{wid} [{start}, {end}) ret {ret}" + (" durable" if durable else "")
-        return self._with(ino, f.direct_write(start, end, wid, ret, durable), note)
+        return self._with(ino, f.direct_write(start, end, wid, ret, durable, granule), note)
 
-    def buffered_write(self, ino: int, pos: int, length: int, wid: int) -> Oracle:
-        """A buffered write of ``length`` bytes of write ``wid`` at ``pos`` (not durable)."""
+    def buffered_write(
+        self, ino: int, pos: int, length: int, wid: int, granule: int = 0
+    ) -> Oracle:
+        """A buffered write of ``length`` bytes of write ``wid`` at ``pos`` (not durable).
+
+        ``granule``: writeback writes pages of this size, and the on-disk i_size follows
+        the data it writes (xfs_setfilesize at ioend): if the write grew the file, a crash
+        may find any of the granule boundaries between the old and new i_size.
+        """
         start, end = _range("buffered_write", pos, length)
         _wid("buffered_write", wid)
         f = self.file(ino, "buffered_write")
         note = f"buffered write #{wid} [{start}, {end})"
-        return self._with(ino, f.direct_write(start, end, wid, end - start, False), note)
+        return self._with(ino, f.direct_write(start, end, wid, end - start, False, granule), note)
 
     def truncate(self, ino: int, size: int) -> Oracle:
         """ftruncate to ``size``."""

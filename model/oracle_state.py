@@ -144,7 +144,9 @@ class FileOracle:
         f, band = self._grow(end)
         return f._record(band)
 
-    def direct_write(self, start: int, end: int, wid: int, ret: int, durable: bool) -> FileOracle:
+    def direct_write(
+        self, start: int, end: int, wid: int, ret: int, durable: bool, granule: int = 0
+    ) -> FileOracle:
         """Write ``wid`` of ``[start, end)`` returned ``ret`` (see ``Oracle.direct_write``)."""
         new = frozenset({Value(wid)})
         if ret < 0:  # any sector of the range inside i_size may or may not have landed
@@ -152,12 +154,17 @@ class FileOracle:
         stop = start + ret
         if ret == 0:
             return self
+        lo = min(self.sizes)
         f, band = self._grow(stop)
         f = evolve(f, now=f.now.assign(start, stop, new))._record(band, (start, stop))
         if durable:
             since = f.since_sync.copy_from(f.now, start, stop)
             sizes = frozenset(s for s in f.sizes_since_sync if s >= stop) | f.sizes
             f = evolve(f, since_sync=since, sizes_since_sync=sizes)
+        elif granule and stop > lo:  # written back a granule at a time: i_size in steps
+            steps = range(-(-max(lo, start) // granule) * granule, stop, granule)
+            sizes = f.sizes_since_sync | frozenset(s for s in steps if s > lo)
+            f = evolve(f, sizes_since_sync=sizes)
         return f
 
     def _failed_write(self, start: int, end: int, new: frozenset[Value]) -> FileOracle:

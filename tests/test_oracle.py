@@ -526,3 +526,17 @@ def test_a_write_left_in_flight_past_a_truncated_eof_may_come_back() -> None:
     assert o.check_read(1, 3584, bytes(512)) == []  # or not
     assert o.check_read(1, KIB4, p(6, KIB4, KIB4)) == []
     assert o.check_read(1, KIB4, p(4, KIB4, KIB4)) == []
+
+
+def test_a_buffered_extension_reaches_the_disk_a_page_at_a_time() -> None:
+    """Writeback moves the on-disk i_size to the end of the pages it wrote: a crash after
+    a commit forced by another file may find the file grown to any page boundary of a
+    buffered write that extended it (found by ``dioconf run --profile dev --seed 1 --fs
+    reflink``), never past it nor to a size inside a page."""
+    o = Oracle().create(1).direct_write(1, 0, 512, 1, 512, durable=True)
+    o = o.buffered_write(1, 0, 3 * KIB4, 2, KIB4).crash()
+    for size in (512, KIB4, 2 * KIB4, 3 * KIB4):
+        assert o.check_size(1, size) == [], size
+    assert kinds(o.check_size(1, KIB4 + 512)) == [(512, 3 * KIB4, "size")]
+    o = Oracle().create(1).buffered_write(1, 0, 3 * KIB4, 2).crash()  # no granule: no steps
+    assert kinds(o.check_size(1, KIB4)) == [(0, 3 * KIB4, "size")]

@@ -140,9 +140,11 @@ class ExtentFs:
                 self._release(f.blocks.pop(blk)[0])
 
     def fsync(self, inode: Inode | None = None, pos: int = 0, length: int = 0) -> int:
-        """Data and metadata made durable: flush the device, then commit."""
-        for ino, f in self.meta.files.items():
-            f.size = self.inodes[ino].size
+        """Data and metadata made durable: flush the device, then commit. The committed
+        i_size of a file is its metadata's, which only moves once the data below it is
+        written (`extend`, truncate, fallocate): an in-core i_size a buffered write grew is
+        committed once writeback has written that data (xfs_setfilesize at ioend), never
+        before, or a commit forced by another file would expose stale blocks."""
         self.device.flush()  # type: ignore[attr-defined]
         m = self.meta
         m.free.extend(m.busy)  # the frees are part of this commit: reusable from now on
@@ -344,5 +346,11 @@ class ExtentFs:
                 f.blocks[blk] = (f.blocks[blk][0], WRITTEN)
 
     def extend(self, inode: Inode, pos: int, size: int) -> None:
-        if pos + size > inode.size:
-            inode.size = self.file(inode).size = pos + size
+        """Data was written at ``[pos, pos + size)``: i_size covers it, in core and in the
+        metadata (a writeback of data a buffered write put past the old on-disk size)."""
+        end = pos + size
+        if end > inode.size:
+            inode.size = end
+        f = self.file(inode)
+        if end > f.size:
+            f.size = min(end, inode.size)
