@@ -379,7 +379,11 @@ def _finish_submission(dio: Dio, ret: int, dio_flags: frozenset[str]) -> int:
         ret = 0
     if ret == ENOTBLK:
         wait, ret = True, 0
-    if env.sched.points:
+    if env.sched.points and not wait:
+        # a request that will not wait: a completion may come before the submitter drops
+        # its reference (and then the submitter completes it). One that waits sees its
+        # bios complete while it waits, after it set its own error: a trace cannot tell
+        # the two apart for it (no line between), so only the wait is a race point.
         env.sched.point("before_drop")
     with dio.lock:
         if ret < 0:

@@ -211,3 +211,20 @@ def test_edge_requests_stay_below_the_loff_t_limit(data: st.DataObject) -> None:
         assert op.pos >= 0 and op.length > 0 and op.pos + op.length <= 1 << 63
     finally:
         m.teardown()
+
+
+def test_a_sync_read_faulting_in_a_hole_keeps_its_error_over_a_later_bio_error() -> None:
+    """A synchronous direct read: bio 0 of the written block is in flight, the hole past
+    EOF faults (-EFAULT, the submitter's error); bio 0 then fails with -EIO while the
+    submitter waits. The submitter's error was set first (__iomap_dio_rw after the loop),
+    so -EFAULT is the result, and the replay of the trace agrees (found by ``dioconf run
+    --profile dev --seed 3``: the replay had taken the completion before the error)."""
+    plan = (None, None, None, O.Pick(0, -5))  # bio 0 fails at the wait
+    ops = [O.DirectWrite(0, 0, 512, 1, flags=("DSYNC",)),
+           O.DirectRead(0, 0, 8192, fault_at=4096, plan=plan)]  # fmt: skip
+    with Harness("xfs-like") as h:
+        h.run(ops)
+        h.check_all()
+        read = [(e["ev"], e.get("status", e.get("ret"))) for e in h.world.trace.events
+                if e.get("req") == 2 and e["ev"] in ("bio_end", "complete")]  # fmt: skip
+        assert read == [("bio_end", -5), ("complete", -14)]
