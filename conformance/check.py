@@ -31,7 +31,6 @@ from hypothesis import HealthCheck, settings
 
 from ..impl.api import HOLE, Iomap
 from .contract import checked
-from .repro import read_story, register_factory
 from .run import PROFILES, ComboResult, UsageError, make_settings, run_combo
 
 BLOCK_SIZE = 4096  # the suite's geometries: 4 KiB pages, logical blocks of 512 or 4096
@@ -313,14 +312,14 @@ def run_check(factory: Callable[[Any], Any] | str, *, profile: str | None = "ci"
     label = label_of(spec)
     module, _, attr = spec.partition(":")
     if module.endswith(".py"):  # the reproduction may run from another directory
-        register_factory(label, f"{Path(module).resolve()}:{attr}")
+        repro: tuple[str, str | None] = (f"{Path(module).resolve()}:{attr}", None)
     else:
-        register_factory(label, spec, os.getcwd())
+        repro = (spec, os.getcwd())
     result = run_combo(label, found.engine, profile or "ci", seed=seed, out_dir=out_dir,
                        image_dir=image_dir, on_example=on_example, fs_factory=checked(fn),
-                       hypothesis_settings=s)  # fmt: skip
+                       hypothesis_settings=s, repro_factory=repro)  # fmt: skip
     f = result.failure
-    story = read_story(f.repro) if f is not None and f.repro else []
+    story = f.story if f is not None else []
     return CheckReport(spec, label, found.engine, profile, seed, result, story,
                        _hints(found, f.kind, f.message) if f is not None else [])  # fmt: skip
 

@@ -2,8 +2,7 @@
 
 A run over a third-party filesystem (``dioconf check pkg.module:factory``) names its
 factory: the script imports it and builds the harness on it, with the callbacks checked
-(`conformance.contract`) as they were in the run. `register_factory` ties a harness label
-to the factory, for `write_repro` called by ``run_combo`` with the failure alone.
+(`conformance.contract`) as they were in the run (``run_combo(repro_factory=...)``).
 """
 
 from __future__ import annotations
@@ -57,17 +56,6 @@ if __name__ == "__main__":
 '''
 
 
-# harness label -> (factory path "pkg.module:attr", directory to put on sys.path)
-FACTORY_PATHS: dict[str, tuple[str, str | None]] = {}
-STORY_HEADING = "Operations (shrunk):"
-
-
-def register_factory(label: str, spec: str, path_dir: str | None = None) -> None:
-    """Failures of the harness labelled ``label`` are reproduced with the factory at
-    ``spec`` (importable once ``path_dir`` is on sys.path)."""
-    FACTORY_PATHS[label] = (spec, path_dir)
-
-
 def _factory_lines(spec: str, path_dir: str | None) -> tuple[str, str]:
     """The script's import of the factory, and the line that plugs it into CONFIG."""
     module, _, attr = spec.partition(":")
@@ -86,12 +74,11 @@ def _factory_lines(spec: str, path_dir: str | None) -> tuple[str, str]:
 
 def write_repro(path: Path, failure: ConformanceFailure, plant: str | None = None,
                 factory: str | None = None, path_dir: str | None = None) -> Path:  # fmt: skip
-    """Write the script; returns its path. ``factory`` ("pkg.module:attr", else the one
-    registered for the failure's harness label) builds the filesystem."""
+    """Write the script; returns its path. ``factory`` ("pkg.module:attr", importable
+    once ``path_dir`` is on sys.path) builds the filesystem instead of the reference one
+    the failure's harness names."""
     names = sorted(OP_NAMES)
     first = failure.message.strip().splitlines()[0] if failure.message.strip() else ""
-    if factory is None and failure.config.get("fs") in FACTORY_PATHS:
-        factory, path_dir = FACTORY_PATHS[failure.config["fs"]]
     factory_import, factory_config = _factory_lines(factory, path_dir) if factory else ("", "")
     story = "\n".join(f"  {i + 1:3}. {op.describe()}" for i, op in enumerate(failure.ops))
     text = TEMPLATE.format(
@@ -109,16 +96,3 @@ def write_repro(path: Path, failure: ConformanceFailure, plant: str | None = Non
     )
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def read_story(path: str | Path) -> list[str]:
-    """The numbered operations a script written by `write_repro` reproduces."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if STORY_HEADING not in lines:
-        return []
-    out = []
-    for line in lines[lines.index(STORY_HEADING) + 1 :]:
-        if not line.strip():
-            break
-        out.append(line.strip())
-    return out

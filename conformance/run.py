@@ -54,6 +54,7 @@ class Failure:
     trace: str | None = None
     repro: str | None = None
     replays_clean: bool | None = None  # the trace replays without divergence (file-level)
+    story: list[str] = field(factory=list)  # the shrunk operations, described, numbered
 
 
 @define
@@ -136,11 +137,14 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
               image_dir: str | None = None, plant: str | None = None,
               on_example: Callable[[], None] | None = None,
               fs_factory: Callable[[Any], Any] | None = None,
-              hypothesis_settings: settings | None = None) -> ComboResult:  # fmt: skip
+              hypothesis_settings: settings | None = None,
+              repro_factory: tuple[str, str | None] | None = None) -> ComboResult:  # fmt: skip
     """Run the machine of one filesystem and engine; a failure is written out.
 
     ``fs_factory`` (device -> filesystem) replaces the reference filesystem named ``fs``
-    (then only a label); ``hypothesis_settings`` replaces the profile's settings."""
+    (then only a label); ``repro_factory`` ("pkg.module:attr", the directory to import
+    it from) is how the reproduction script gets it. ``hypothesis_settings`` replaces
+    the profile's settings."""
     s = hypothesis_settings if hypothesis_settings is not None else make_settings(profile, examples)
     machine = machine_for(fs, engine, image_dir=image_dir, on_example=on_example,
                           fs_factory=fs_factory)  # fmt: skip
@@ -153,7 +157,7 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
         with _planted(plant):
             test()
     except ConformanceFailure as exc:
-        result.failure = _write_failure(exc, Path(out_dir), fs, engine, plant)
+        result.failure = _write_failure(exc, Path(out_dir), fs, engine, plant, repro_factory)
     finally:
         result.seconds = time.perf_counter() - start
         result.examples = machine.examples
@@ -162,7 +166,8 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
 
 
 def _write_failure(exc: ConformanceFailure, out: Path, fs: str, engine: str,
-                   plant: str | None) -> Failure:  # fmt: skip
+                   plant: str | None,
+                   factory: tuple[str, str | None] | None = None) -> Failure:  # fmt: skip
     from ..traces.replay import replay_file
     from .repro import write_repro
 
@@ -174,14 +179,16 @@ def _write_failure(exc: ConformanceFailure, out: Path, fs: str, engine: str,
             write_trace(fp, exc.header, exc.replayable_events())
         except TraceFormatError:  # the implementation recorded an impossible sequence
             write_trace(fp, exc.header, exc.replayable_events(), validate=False)
-    repro = write_repro(out / f"repro-{stem}.py", exc, plant)
+    spec, path_dir = factory if factory is not None else (None, None)
+    repro = write_repro(out / f"repro-{stem}.py", exc, plant, spec, path_dir)
     try:
         clean = replay_file(str(trace)).ok
     except Exception:
         clean = False
     first = exc.message.strip().splitlines()[0] if exc.message.strip() else exc.kind
+    story = [f"{i + 1:3}. {op.describe()}" for i, op in enumerate(exc.ops)]
     return Failure(exc.kind, first if exc.kind != "engine" else exc.message, len(exc.ops),
-                   str(trace), str(repro), clean)  # fmt: skip
+                   str(trace), str(repro), clean, story)  # fmt: skip
 
 
 def _worker(args: tuple[Any, ...]) -> ComboResult:
