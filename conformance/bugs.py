@@ -252,7 +252,7 @@ _DEFS: list[tuple[str, str, str, tuple[str, ...], str, Callable[[str], Patch]]] 
      "iomap_dio_set_error overwrites an earlier error (no cmpxchg): the last error wins",
      "bug class: first completion error must win (iomap_dio_set_error: cmpxchg(&dio->error, "
      "0, ret))",
-     ("xfs-like", "reflink", "overwrite", "btrfs-like"), "iomap",
+     ("reflink", "xfs-like", "overwrite", "btrfs-like"), "iomap",
      _mutation(f"{_IOMAP}:Dio.set_error", (
          "if not self.error:\n            self.error = err", "self.error = err"))),
     ("error-keeps-submitting",
