@@ -145,7 +145,8 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(data=st.data(), index=st.integers(0, 1), k=S.WRITE_KNOBS)
     def direct_write(self, data: Any, index: int, k: S.Knobs) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        pos = k.offset(S.offset_base(data.draw, size, bs, lbs, page, self._edges(index)), bs, lbs)
+        base = S.offset_base(S.drawer(data), size, bs, lbs, page, self._edges(index))
+        pos = k.offset(base, bs, lbs)
         n = min(S.lengths(bs, lbs, page)[k.len_i], S.FAR + (1 << 20) - 1 - pos)
         self.apply(self._request(DirectWrite, index, pos, n, k, (0, 0, 0, lbs, 3 * bs)))
 
@@ -186,7 +187,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         if not self._edges(index):
             index = 1 - index
         _, size, bs, lbs, page = self._geometry(index)
-        draw = data.draw
+        draw = S.drawer(data)
         eof = size - size % lbs  # a read from here crosses an unaligned EOF
         edges = self._edges(index) + (() if write else (eof, eof - lbs, eof - bs)) or (size,)
         edge, back = S.choose(draw, edges, (0, 0, lbs, bs // 2))
@@ -208,7 +209,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         _, size, bs, lbs, page = self._geometry(index)
         n = S.lengths(bs, lbs, page)[k.len_i]
         edges = (*self._edges(index), max(0, size - n))
-        pos = k.offset(S.offset_base(data.draw, size, bs, lbs, page, edges), bs, lbs)
+        pos = k.offset(S.offset_base(S.drawer(data), size, bs, lbs, page, edges), bs, lbs)
         n = min(n, S.FAR + (1 << 20) - 1 - pos)
         self.apply(self._request(DirectRead, index, pos, n, k, (0, 0, 0, lbs, 0)))
 
@@ -216,25 +217,25 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(data=st.data(), index=st.integers(0, 1))
     def file_write(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        pos = S.offset(data.draw, size, bs, lbs, page)
-        n = min(S.length(data.draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
-        flags = tuple(f for f in S.iocb_flags(data.draw, True) if f != "ATOMIC")
+        pos = S.offset(S.drawer(data), size, bs, lbs, page)
+        n = min(S.length(S.drawer(data), bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        flags = tuple(f for f in S.iocb_flags(S.drawer(data), True) if f != "ATOMIC")
         self.apply(FileWrite(index, pos, n, self._next_wid(), flags))
 
     @precondition(lambda self: self.iomap())
     @rule(data=st.data(), index=st.integers(0, 1))
     def buffered_write(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        pos = S.offset(data.draw, size, bs, lbs, page)
-        n = min(S.length(data.draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
+        pos = S.offset(S.drawer(data), size, bs, lbs, page)
+        n = min(S.length(S.drawer(data), bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
         self.apply(BufferedWrite(index, pos, n, self._next_wid()))
 
     @precondition(lambda self: self.iomap())
     @rule(data=st.data(), index=st.integers(0, 1))
     def buffered_read(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        pos = S.offset(data.draw, size, bs, lbs, page)
-        self.apply(BufferedRead(index, pos, S.length(data.draw, bs, lbs, page)))
+        pos = S.offset(S.drawer(data), size, bs, lbs, page)
+        self.apply(BufferedRead(index, pos, S.length(S.drawer(data), bs, lbs, page)))
 
     @precondition(lambda self: self.iomap())
     @rule(data=st.data(), index=st.integers(0, 1))
@@ -242,7 +243,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         _, size, bs, lbs, page = self._geometry(index)
         if size == 0:
             return
-        pos = min(S.offset(data.draw, size, bs, lbs, page, self._edges(index)), size - 1)
+        pos = min(S.offset(S.drawer(data), size, bs, lbs, page, self._edges(index)), size - 1)
         pos -= pos % page
         self.apply(MmapDirty(index, pos))
 
@@ -255,25 +256,25 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(data=st.data(), index=st.integers(0, 1), keep=st.booleans())
     def fallocate(self, data: Any, index: int, keep: bool) -> None:
         _, size, bs, _, page = self._geometry(index)
-        pos = S.offset(data.draw, size, bs, bs, page)
+        pos = S.offset(S.drawer(data), size, bs, bs, page)
         pos -= pos % bs
-        n = S.pick(data.draw, (bs, 2 * bs, 8 * bs))
+        n = S.pick(S.drawer(data), (bs, 2 * bs, 8 * bs))
         self.apply(Fallocate(index, pos, min(n, S.FAR + (1 << 20) - pos - bs), keep))
 
     @precondition(lambda self: self.idle())
     @rule(data=st.data(), index=st.integers(0, 1))
     def punch(self, data: Any, index: int) -> None:
         _, size, bs, _, page = self._geometry(index)
-        pos = S.offset(data.draw, size, bs, bs, page)
+        pos = S.offset(S.drawer(data), size, bs, bs, page)
         pos -= pos % bs
-        n = S.pick(data.draw, (bs, 2 * bs, 8 * bs))
+        n = S.pick(S.drawer(data), (bs, 2 * bs, 8 * bs))
         self.apply(Punch(index, pos, min(n, S.FAR + (1 << 20) - pos - bs)))
 
     @precondition(lambda self: self.idle())
     @rule(data=st.data(), index=st.integers(0, 1))
     def truncate(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
-        new = S.new_size(data.draw, size, bs, lbs, page, self._edges(index))
+        new = S.new_size(S.drawer(data), size, bs, lbs, page, self._edges(index))
         self.apply(Truncate(index, new))
 
     @precondition(lambda self: self.idle() and self.fs in REFLINK)
@@ -313,7 +314,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         blocks = getattr(h.world.fs.file(f), "blocks", {})
         ends = [b for b in blocks if b + 1 not in blocks][:3]
         starts = [b for b in blocks if b - 1 not in blocks][:3]
-        draw = data.draw
+        draw = S.drawer(data)
         blk, n = S.choose(draw, (*starts, *ends), (bs, lbs, 2 * lbs))
         n = min(n, f.size - blk * bs) // lbs * lbs
         flags, sync = S.choose(draw, _OVERWRITE_FLAGS, (True, False))
@@ -331,7 +332,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         if not self._edges(index):
             index = 1 - index
         _, size, bs, lbs, _ = self._geometry(index)
-        draw = data.draw
+        draw = S.drawer(data)
         odd, n, sync = S.choose(draw, (0, 1, lbs // 2 + 1, lbs - 1), (lbs, bs, 2 * bs + lbs),
                                 (True, False))  # fmt: skip
         if odd and size > lbs:
@@ -348,7 +349,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         the write and the i_size it made must be there after the remount, whatever the
         device (FUA, no write cache) let the engine skip."""
         _, size, bs, lbs, page = self._geometry(index)
-        draw = data.draw
+        draw = S.drawer(data)
         pos = S.offset(draw, size, bs, lbs, page, self._edges(index))
         n = min(S.length(draw, bs, lbs, page), S.FAR + (1 << 20) - 1 - pos)
         flags = S.pick(draw, (("DSYNC",), ("SYNC",)))

@@ -36,6 +36,16 @@ _INDEX: dict[int, SearchStrategy[int]] = {}
 CHOICES = 100
 
 
+def drawer(data: Any) -> Any:
+    """``data.draw`` without its per-draw bookkeeping (a note of every value drawn, a
+    check that the strategy does not use ``random``): the rules say what they drew in
+    their own notes, and the strategies here use no ``random``. Drawing through the
+    underlying ``ConjectureData`` is what ``DataObject.draw`` does after its checks
+    (semi-stable API; without it, the plain ``data.draw``)."""
+    cd = getattr(data, "conjecture_data", None)
+    return cd.draw if cd is not None else data.draw
+
+
 def pick(draw: Any, options: Sequence[T]) -> T:
     """One of ``options`` (the first is where shrinking goes)."""
     n = len(options)
