@@ -191,7 +191,7 @@ class Checked:
         if not rule and before is not None:
             rule, why = self._against(before, m, pos, write)
         if not rule and write and "DIRECT" in flags:
-            rule, why = self._durability(before, m, pos, length, size)
+            rule, why = self._durability(before, m, pos, length, size, inode)
         if rule:
             raise violation(rule, call, got, why)
         return m
@@ -292,7 +292,7 @@ class Checked:
         return "", ""
 
     def _durability(self, before: Iomap | None, m: Iomap, pos: int, length: int,
-                    size: int) -> tuple[str, str]:  # fmt: skip
+                    size: int, inode: Inode | None = None) -> tuple[str, str]:  # fmt: skip
         """A direct write's mapping that lets an O_DSYNC write complete with FUA alone
         (MAPPED, none of NEW, SHARED, DIRTY, on a device that takes FUA or has no write
         cache: iomap_dio_bio_iter's use_fua) while the write needs metadata committed:
@@ -312,6 +312,16 @@ class Checked:
                 f"and the mapping has none of IOMAP_F_NEW, SHARED, DIRTY: {fua}the new "
                 "extent is never committed and a crash loses acknowledged data; set "
                 "IOMAP_F_NEW on blocks allocated for the call"
+            )
+        uncommitted = getattr(self._fs, "metadata_dirty", None)
+        if inode is not None and uncommitted is not None and uncommitted(inode):
+            return "dirty-missing", (
+                f"the file's metadata is not committed (metadata_dirty(ino={inode.ino}) is "
+                f"true: i_size {size} or its block map changed since the last fsync) and the "
+                f"mapping has none of IOMAP_F_NEW, SHARED, DIRTY: {fua}what is needed to read "
+                "this write back is never committed and a crash loses acknowledged data; set "
+                "IOMAP_F_DIRTY while the metadata is dirty (ext4_set_iomap: "
+                "ext4_inode_datasync_dirty)"
             )
         if pos + length > size and m.end >= pos + length:
             return "dirty-missing", (
