@@ -116,7 +116,10 @@ def test_fua_rules_apply_only_where_o_dsync_can_use_fua(harness):
     assert "[new-missing]" in violation(fresh, [O.DirectWrite(0, 0, 512, 1)])
     msg = violation(harness(NoDirtyFs, fua=True),
                     [O.DirectWrite(0, 0, 512, 1), O.DirectWrite(0, 0, 1024, 2)])  # fmt: skip
-    assert "[dirty-missing]" in msg and "past i_size 512" in msg
+    assert "[dirty-missing]" in msg and "metadata is not committed" in msg  # i_size 512
+    ops = [O.DirectWrite(0, 0, 512, 1), O.Fsync(0), O.DirectWrite(0, 0, 1024, 2)]
+    msg = violation(harness(NoDirtyFs, fua=True), ops)
+    assert "[dirty-missing]" in msg and "past i_size 512" in msg  # committed, then extended
 
 
 def test_without_the_contract_check_the_oracle_finds_the_lost_dsync_write():
