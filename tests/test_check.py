@@ -386,8 +386,14 @@ def test_a_custom_filesystem_without_the_base_class_is_checked(tmp_path):
 
 PLUGIN_CONFTEST = """
 from hypothesis import Phase, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+# a database and random generation of its own: under CI=true Hypothesis's default
+# profile (the parent) has neither
 settings.register_profile("quick", max_examples=20, stateful_step_count=30,
-                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                          database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
+                          derandomize=False)
 """
 PLUGIN_TEST = """
 from dioconf.fsapi import assert_conforms
