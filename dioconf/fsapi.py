@@ -94,6 +94,7 @@ __all__ = [
     "GetBlockFilesystem", "Inode", "Iomap", "IomapFilesystem", "IomapOptionalCallbacks",
     "SuiteOperations", "assert_conforms", "check_filesystem",
 ]  # fmt: skip
+# also `CheckReport` and `FactoryError`, loaded on first use (module __getattr__ below)
 
 # ->iomap_begin flags besides those of impl.api: the page cache calls with {"WRITE"} (no
 # DIRECT) to write dirty pages back, and this for RWF_WRITETHROUGH's allocation (RFC)
@@ -122,6 +123,11 @@ class Device(Protocol):
     ) -> None: ...
 
     def flush(self) -> None: ...
+
+    def crash(self) -> None:
+        """Power failure: every write not yet durable is lost (a filesystem's own
+        ``crash`` calls it first, then goes back to its committed metadata)."""
+        ...
 
 
 class FileState(Protocol):
@@ -161,7 +167,9 @@ class SuiteOperations(Protocol):
         ...
 
     def truncate(self, inode: Inode, size: int) -> None:
-        """truncate(2): free the blocks from ``size`` on, ``inode.size = size``."""
+        """truncate(2): free the blocks from ``size`` on, ``inode.size = size``. The
+        suite has zeroed the rest of the block that holds the new EOF already (the VFS
+        side, as xfs_setattr_size does with iomap_zero_range): do not zero it here."""
         ...
 
     def fallocate(self, inode: Inode, pos: int, length: int, keep_size: bool = False) -> None:
@@ -198,7 +206,8 @@ class IomapFilesystem(SuiteOperations, Protocol):
 
     def iomap_begin(self, inode: Inode, pos: int, length: int, flags: frozenset[str]) -> Iomap:
         """Map the file from ``pos`` (for up to ``length`` bytes), or raise
-        ``DioError(-errno)``.
+        ``DioError(errno)`` with one of the (negative) errno constants, e.g.
+        ``DioError(EAGAIN)``.
 
         ``flags``: DIRECT for direct I/O (the page cache calls without it: ``{"WRITE"}``
         for writeback, ``{"WRITE", "WRITETHROUGH"}``, and no flags to fill pages), WRITE
@@ -213,7 +222,7 @@ class IomapFilesystem(SuiteOperations, Protocol):
         - blocks allocated for the call carry IOMAP_F_NEW (``F_NEW``): the engine then
           zeroes what the write does not cover of each block and completes with work
           (iomap_dio_bio_iter: need_zeroout); NEW never on blocks holding file data;
-        - allocating under NOWAIT is not allowed: raise DioError(-EAGAIN); under
+        - allocating under NOWAIT is not allowed: raise DioError(EAGAIN); under
           OVERWRITE_ONLY neither (iomap-operations.rst: "Allocating blocks and zeroing
           partial blocks is not allowed"), nor an UNWRITTEN mapping;
         - unwritten extents stay UNWRITTEN until ``end_io`` converts them, after the data
@@ -312,7 +321,7 @@ class BlockFs(ExtentFs):
         blocks) and return their mapping, flagged IOMAP_F_NEW: UNWRITTEN (``end_io``
         converts what was written), or MAPPED with ``unwritten=False`` (then a failed
         write leaves them holding stale data: prefer unwritten). Raises
-        DioError(-ENOSPC) when the device is full."""
+        DioError(ENOSPC) when the device is full."""
         state = PREALLOC if unwritten else WRITTEN
         return self.allocate_for_write(inode, pos, length, frozenset(), state)
 
@@ -349,8 +358,8 @@ def check_filesystem(factory: Factory | str, *, profile: str | None = None,
     ``"pkg.module:factory"`` path. With neither ``profile`` nor ``settings``, the
     current Hypothesis settings profile (``settings.default``: its max_examples,
     step count, derandomize and example database) decides the run; ``profile`` takes
-    a ``dioconf run`` profile (ci, dev, nightly) instead. Raises `FactoryError` (from
-    dioconf.conformance.check) when the factory cannot be loaded or built."""
+    a ``dioconf run`` profile (ci, dev, nightly) instead. Raises
+    ``dioconf.fsapi.FactoryError`` when the factory cannot be loaded or built."""
     from .conformance.check import run_check
 
     return run_check(factory, profile=profile, hypothesis_settings=settings, engine=engine,
@@ -368,3 +377,13 @@ def assert_conforms(factory: Factory | str, **kwargs: Any) -> CheckReport:
     if not report.ok:
         raise AssertionError(report.describe())
     return report
+
+
+def __getattr__(name: str) -> Any:
+    """`CheckReport` (what `check_filesystem` returns) and `FactoryError` (a factory that
+    cannot be imported or built), loaded with the suite on first use."""
+    if name in ("CheckReport", "FactoryError"):
+        from .conformance import check
+
+        return getattr(check, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

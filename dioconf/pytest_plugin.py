@@ -79,8 +79,8 @@ class CheckItem(pytest.Item):
 
         try:
             _check(self.config, self.spec)
-        except FactoryError as exc:
-            raise pytest.UsageError(f"--dioconf-fs: {exc}") from exc
+        except FactoryError as exc:  # the message alone: the traceback is the tool's own
+            pytest.fail(f"--dioconf-fs={self.spec}: {exc}", pytrace=False)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:  # fmt: skip
