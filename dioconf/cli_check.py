@@ -48,12 +48,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.examples is not None and args.examples < 1:
         print("dioconf check: --examples must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    try:  # every factory is loaded and built once before anything runs
-        for spec in args.factories:
+    errors = {}  # every factory is loaded and built once before anything runs
+    for spec in args.factories:
+        try:
             fn, name = resolve(spec)
             probe(fn, name, args.engine)
-    except FactoryError as exc:
-        print(f"dioconf check: {exc}", file=sys.stderr)
+        except FactoryError as exc:
+            errors[spec] = str(exc)
+    if errors:
+        for message in errors.values():
+            print(f"dioconf check: {message}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"ok": False, "errors": errors}, indent=2))
         return EXIT_USAGE
     total = args.examples if args.examples is not None else PROFILES[args.profile][0]
     reports, start = [], time.perf_counter()

@@ -354,6 +354,21 @@ def test_cli_check_exits_2_for_a_factory_it_cannot_use(spec, message, tmp_path, 
     assert err.startswith(f"dioconf check: {spec}") and message in err, err
 
 
+def test_every_unusable_factory_is_reported_before_anything_runs(tmp_path, capsys,
+                                                                 monkeypatch):  # fmt: skip
+    """A good factory and two bad ones: nothing runs, both bad ones are named (on stderr,
+    and as JSON with --json), exit 2."""
+    (tmp_path / "badfs.py").write_text(BAD_FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    specs = ["examples.goodfs:factory", "badfs:Raises", "examples.nope:factory"]
+    assert main(["check", *specs, "--json", "--out", str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["ok"] is False and set(doc["errors"]) == set(specs[1:])
+    assert "disk on fire" in doc["errors"]["badfs:Raises"] and err.count("dioconf check:") == 2
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_factory_is_loaded_from_a_file_path_too(tmp_path):
     (tmp_path / "myfs.py").write_text("from examples.goodfs import factory\n")
     assert load_factory(f"{tmp_path / 'myfs.py'}:factory").__name__ == "factory"
