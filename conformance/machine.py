@@ -110,24 +110,34 @@ class ConformanceMachine(RuleBasedStateMachine):
         f = h.files[index]
         return f, f.size, h.block_size, h.logical_block_size, h.world.page_size
 
+    def _blocks(self, index: int) -> Any:
+        """The file's block map (file block -> device block); empty without one."""
+        h = self.h
+        assert h is not None
+        return getattr(h.world.fs.file(h.files[index]), "blocks", {})
+
+    @staticmethod
+    def _runs(blocks: Any) -> tuple[list[int], list[int]]:
+        """The first and the last block of each run of allocated blocks, in block-map
+        order."""
+        return ([b for b in blocks if b - 1 not in blocks],
+                [b for b in blocks if b + 1 not in blocks])  # fmt: skip
+
     def _edges(self, index: int) -> tuple[int, ...]:
         """Where the file's data stops and a hole starts (and a block before), and where
         data starts after a hole: offsets from which a request straddles data and a hole,
         or overwrites the first blocks of a run."""
-        h = self.h
-        assert h is not None
-        bs = h.block_size
-        blocks = getattr(h.world.fs.file(h.files[index]), "blocks", {})
+        blocks = self._blocks(index)
         if not blocks:
             return ()
-        ends = sorted(b + 1 for b in blocks if b + 1 not in blocks)[:3]
-        starts = sorted(b for b in blocks if b - 1 not in blocks)[:2]
+        bs = self.h.block_size  # type: ignore[union-attr]
+        firsts, lasts = self._runs(blocks)
+        ends = sorted(b + 1 for b in lasts)[:3]
+        starts = sorted(firsts)[:2]
         return (*(x for e in ends for x in (e * bs, e * bs - bs)), *(b * bs for b in starts))
 
     def _has_data(self) -> bool:
-        h = self.h
-        assert h is not None
-        return any(getattr(h.world.fs.file(f), "blocks", None) for f in h.files)
+        return any(self._blocks(i) for i in range(len(self.h.files)))  # type: ignore[union-attr]
 
     def _next_wid(self) -> int:
         self.wid += 1
@@ -184,7 +194,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         then a hole), or (a read) across i_size; NOWAIT and (a write) O_DSYNC one time in
         two each, async one time in two: where a mapping error races a failed bio,
         O_DSYNC meets written blocks, and an async read ends at an unaligned EOF."""
-        if not self._edges(index):
+        if not self._blocks(index):
             index = 1 - index
         _, size, bs, lbs, page = self._geometry(index)
         draw = S.drawer(data)
@@ -307,15 +317,13 @@ class ConformanceMachine(RuleBasedStateMachine):
         inline completion, and an async O_DSYNC write whose bios outlive the submitter."""
         h = self.h
         assert h is not None
-        if not self._edges(index):
+        if not self._blocks(index):
             index = 1 - index
         f = h.files[index]
         bs, lbs = h.block_size, h.logical_block_size
-        blocks = getattr(h.world.fs.file(f), "blocks", {})
-        ends = [b for b in blocks if b + 1 not in blocks][:3]
-        starts = [b for b in blocks if b - 1 not in blocks][:3]
+        firsts, lasts = self._runs(self._blocks(index))
         draw = S.drawer(data)
-        blk, n = S.choose(draw, (*starts, *ends), (bs, lbs, 2 * lbs))
+        blk, n = S.choose(draw, (*firsts[:3], *lasts[:3]), (bs, lbs, 2 * lbs))
         n = min(n, f.size - blk * bs) // lbs * lbs
         flags, sync = S.choose(draw, _OVERWRITE_FLAGS, (True, False))
         if n <= 0:
@@ -329,7 +337,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         """A direct read across i_size (a short read), one time in two after a truncate
         that leaves i_size off the logical-block grid; async one time in two, its bios
         left in flight for the `complete` rule one time in two of those."""
-        if not self._edges(index):
+        if not self._blocks(index):
             index = 1 - index
         _, size, bs, lbs, _ = self._geometry(index)
         draw = S.drawer(data)

@@ -89,7 +89,7 @@ def offset(draw: Any, size: int, bs: int, lbs: int, page: int,
         0, 0, bs, page, 4 * bs, size, size, size - lbs, size - size % bs,
         -(-size // bs) * bs, 16 * bs, 256 * page, FAR, *edges, *edges,
     ))  # fmt: skip
-    unit, delta = choose(draw, (lbs, lbs, bs, 512, 1), _DELTAS)
+    unit, delta = choose(draw, _units(bs, lbs), _DELTAS)
     return max(0, min(base + delta * unit, FAR + 64 * bs))
 
 
@@ -125,7 +125,10 @@ def offset_base(draw: Any, size: int, bs: int, lbs: int, page: int,
     ))  # fmt: skip
 
 
-_UNITS = ("lbs", "lbs", "bs", 512, 1)
+def _units(bs: int, lbs: int) -> tuple[int, ...]:
+    """An offset delta's units: logical block (twice), block, sector, byte."""
+    return (lbs, lbs, bs, 512, 1)
+
 
 
 @frozen
@@ -145,8 +148,7 @@ class Knobs:
     plan: Plan
 
     def offset(self, base: int, bs: int, lbs: int) -> int:
-        unit = {"lbs": lbs, "bs": bs}.get(_UNITS[self.unit_i], _UNITS[self.unit_i])
-        return max(0, min(base + self.delta * int(unit), FAR + 64 * bs))
+        return max(0, min(base + self.delta * _units(bs, lbs)[self.unit_i], FAR + 64 * bs))
 
 
 @st.composite
@@ -217,18 +219,6 @@ _SYNC_T = (True, True, True, False)  # async requests one time in four
 def iocb_flags(draw: Any, write: bool, atomic: bool = True) -> tuple[str, ...]:
     """RWF_* flags, at most two (ATOMIC only where the filesystem takes atomic writes)."""
     return pick(draw, _IOCB[write, atomic])
-
-
-def request_flags(draw: Any, write: bool, legacy: bool,
-                  done_before: Sequence[int]) -> tuple[Any, ...]:  # fmt: skip
-    """RWF_* flags and sync or not (one draw), IOMAP_DIO_* flags (none on the legacy
-    engine) and done_before (another)."""
-    iocb, sync = choose(draw, _IOCB[write, not legacy], _SYNC_T)
-    dio, done = choose(draw, _NO_DIO if legacy else _DIO[write], done_before)
-    return iocb, dio, sync, done
-
-
-_NO_DIO: tuple[tuple[str, ...], ...] = ((),)
 
 
 def fault_at(draw: Any, n: int, page: int, data: int | None = None) -> int | None:

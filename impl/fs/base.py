@@ -310,6 +310,18 @@ class ExtentFs:
             range(m.offset // bs, (m.offset + m.length) // bs))
         return m
 
+    def write_done(self, inode: Inode, pos: int, size: int, error: int,
+                   flags: frozenset[str]) -> None:  # fmt: skip
+        """What ->end_io does for the data written (xfs_dio_write_end_io): writes only,
+        nothing on error or for no bytes: convert what was unwritten, move i_size; then,
+        for a direct-I/O request (not a writeback), `dio_done`."""
+        if "WRITE" in flags and not error and size:
+            if "UNWRITTEN" in flags:
+                self.convert(inode, pos, size)
+            self.extend(inode, pos, size)
+        if "WRITEBACK" not in flags:  # a direct-I/O request's completion
+            self.dio_done(inode)
+
     def dio_start(self, inode: Inode) -> None:
         """A direct-I/O request begins (iomap_dio_rw calls it before the first mapping)."""
         self.dio_active[inode.ino] = self.dio_active.get(inode.ino, 0) + 1

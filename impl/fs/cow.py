@@ -88,12 +88,7 @@ class ReflinkFs(ExtentFs):
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
         if "WRITE" in flags and "COW" in flags:
             self._remap(inode, pos, size if not error else 0)
-        if "WRITE" in flags and not error and size:
-            if "UNWRITTEN" in flags:
-                self.convert(inode, pos, size)
-            self.extend(inode, pos, size)
-        if "WRITEBACK" not in flags:  # a direct-I/O request's completion
-            self.dio_done(inode)
+        self.write_done(inode, pos, size, error, flags)
         return error
 
     def _remap(self, inode: Inode, pos: int, size: int) -> None:

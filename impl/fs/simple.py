@@ -34,13 +34,7 @@ class OverwriteFs(ExtentFs):
         return self.write_mapping(inode, m) if "WRITE" in flags else m
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
-        # xfs_dio_write_end_io: writes only; nothing to do on error or for no bytes
-        if "WRITE" in flags and not error and size:
-            if "UNWRITTEN" in flags:
-                self.convert(inode, pos, size)
-            self.extend(inode, pos, size)
-        if "WRITEBACK" not in flags:  # a direct-I/O request's completion
-            self.dio_done(inode)
+        self.write_done(inode, pos, size, error, flags)
         return error
 
 
