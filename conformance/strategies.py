@@ -13,6 +13,7 @@ shrinks towards 0, so the first option of each tuple is the simplest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -62,19 +63,12 @@ def choose(draw: Any, *tables: Sequence[Any]) -> tuple[Any, ...]:
     first table varying fastest): fewer draws, so less of Hypothesis's per-draw cost;
     index 0, where shrinking goes, is the first option of every table. The product must
     stay within `CHOICES`."""
-    i = pick(draw, range(_product(tables)))
+    i = pick(draw, range(math.prod(len(t) for t in tables)))
     out = []
     for t in tables:
         i, r = divmod(i, len(t))
         out.append(t[r])
     return tuple(out)
-
-
-def _product(tables: Sequence[Sequence[Any]]) -> int:
-    n = 1
-    for t in tables:
-        n *= len(t)
-    return n
 
 
 _DELTAS = (0, -1, 1, -2, 2)
