@@ -273,6 +273,31 @@ _DEFS: list[tuple[str, str, str, tuple[str, ...], str, Callable[[str], Patch]]] 
                ("        dio.ref += 1\n", ""),
                ("        dio.env.sched.submit(bio)\n",
                 "        dio.env.sched.submit(bio)\n    with dio.lock:\n        dio.ref += 1\n"))),
+    ("invalidate-before-end-io",
+     "the post-write page-cache invalidation runs before ->end_io: a buffered read racing "
+     "the completion caches the zeros of an unwritten extent (or the old EOF page) that "
+     "->end_io then converts (or extends), and the cache keeps them over the written data",
+     "c771c14baa33 iomap: invalidate pages after ->end_io (and follow-ups: the ordering "
+     "comment in iomap_dio_complete)",
+     ("xfs-like", "overwrite", "reflink"), "iomap",
+     _mutation(f"{_IOMAP}:_complete", (
+         "    ret = dio.error\n    points = ",
+         "    if (not dio.error and dio.size and \"WRITE\" in dio.flags\n"
+         "            and \"NO_INVALIDATE\" not in dio.flags and env.invalidate_after):\n"
+         "        env.invalidate_after(inode, iocb.pos, dio.size)\n"
+         "    ret = dio.error\n    points = "), (
+         "        env.invalidate_after(inode, iocb.pos, dio.size)\n    pos_after",
+         "        pass\n    pos_after"))),
+    # --- filesystem glue ------------------------------------------------------------------
+    ("nowait-partial-mapping",
+     "xfs-like lets a NOWAIT write go ahead on a mapping that does not span the request: "
+     "the first extent is written, the next mapping needs an allocation and fails with "
+     "-EAGAIN, and the caller is told -EAGAIN over changed data",
+     "883a790a8440 xfs: don't allow NOWAIT DIO across extent boundaries",
+     ("xfs-like",), "iomap",
+     _mutation("impl.fs.simple:XfsLikeFs.nowait_must_span", (
+         'if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:',
+         "if False:"))),
     # --- legacy: fs/direct-io.c ----------------------------------------------------------
     ("legacy-read-past-eof",
      "the early return of a read at/after i_size is missing: the read is mapped and "
@@ -360,9 +385,16 @@ def _stories() -> dict[str, tuple[dict[str, Any], tuple[Any, ...]]]:
         "eof-tail-zero-missing": (overwrite, (
             DirectWrite(0, 0, 1024, 1), DirectWrite(0, 512, 1024, 2),
         )),
-        "last-error-wins": (overwrite, (
-            DirectWrite(0, 0, 4096, 1),
-            DirectWrite(0, 0, 8192, 2, flags=("NOWAIT",), plan=(None, None, Pick(0, eio))),
+        "last-error-wins": (overwrite, (  # file 0 in two extents: two bios, both fail
+            DirectWrite(0, 0, 4096, 1), DirectWrite(1, 0, 4096, 2), DirectWrite(0, 4096, 4096, 3),
+            DirectWrite(0, 0, 8192, 4, plan=(None, None, None, Pick(0, eio), Pick(0, -11))),
+        )),
+        "invalidate-before-end-io": ({"fs": "xfs-like"}, (
+            Truncate(0, 8192), DirectWrite(0, 0, 4096, 1, sync=False),
+            CompleteBio(0, plan=(Pick(0),)),
+        )),
+        "nowait-partial-mapping": ({"fs": "xfs-like"}, (
+            DirectWrite(0, 0, 4096, 1), DirectWrite(0, 0, 8192, 2, flags=("NOWAIT",)),
         )),
         "invalidate-errno-leaks": (overwrite, (
             DirectWrite(0, 0, 8192, 1), MmapDirty(0, 0), DirectWrite(0, 0, 4096, 2),

@@ -57,6 +57,8 @@ RULES: dict[str, str] = {
     "outside-device": "the mapped device range lies inside the device",
     "hole-for-write": "a write never gets a HOLE or DELALLOC mapping (iomap_dio_iter)",
     "alloc-under-nowait": "IOMAP_NOWAIT: no allocation; -EAGAIN instead",
+    "nowait-partial": "a NOWAIT or OVERWRITE_ONLY write gets one mapping spanning the whole "
+                      "request, or -EAGAIN",
     "new-missing": "blocks allocated for the call are flagged IOMAP_F_NEW (or zeroed)",
     "new-over-data": "IOMAP_F_NEW only on fresh blocks, never on blocks holding file data",
     "early-convert": "unwritten extents are converted by end_io, after the data is written",
@@ -178,7 +180,7 @@ class Checked:
             raise violation("not-an-iomap", call, f"returned {m!r}",
                             "->iomap_begin fills a struct iomap: return an Iomap")  # fmt: skip
         got = f"returned {fmt_iomap(m)}"
-        rule, why = self._shape(m, pos, write, flags)
+        rule, why = self._shape(m, pos, length, write, flags)
         if not rule and inode.size != size:
             rule, why = (
                 "size-before-data",
@@ -196,7 +198,8 @@ class Checked:
             raise violation(rule, call, got, why)
         return m
 
-    def _shape(self, m: Iomap, pos: int, write: bool, flags: frozenset[str]) -> tuple[str, str]:
+    def _shape(self, m: Iomap, pos: int, length: int, write: bool,
+               flags: frozenset[str]) -> tuple[str, str]:  # fmt: skip
         """Problems visible in the mapping alone."""
         bs = self._fs.block_size
         if m.type not in TYPES:
@@ -236,6 +239,16 @@ class Checked:
                 "(WARN_ON_ONCE for HOLE; DELALLOC is a collision with buffered writes); "
                 "allocate blocks (UNWRITTEN or MAPPED, with IOMAP_F_NEW), or raise "
                 "DioError(-ENOTBLK) for a buffered fallback, or -EAGAIN under NOWAIT"
+            )
+        if (write and "DIRECT" in flags and flags & {"NOWAIT", "OVERWRITE_ONLY"}
+                and m.end < pos + length):  # fmt: skip
+            mode = "IOMAP_NOWAIT" if "NOWAIT" in flags else "IOMAP_OVERWRITE_ONLY"
+            return "nowait-partial", (
+                f"a {mode} write of [{pos}, {pos + length}) got a mapping that ends at {m.end}: "
+                "the engine writes this part, and when the next mapping fails with -EAGAIN "
+                "the caller is told -EAGAIN over data that changed (xfs 883a790a8440: "
+                "imap_spans_range; btrfs_dio_iomap_begin: NOWAIT and len < length); "
+                "raise DioError(EAGAIN) unless one mapping covers the whole request"
             )
         if write and F_NEW in m.flags and "NOWAIT" in flags:
             return "alloc-under-nowait", (

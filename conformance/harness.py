@@ -55,7 +55,11 @@ from .orders import allowed_results, check_completion_orders
 from .snapshot import data_ranges, merge_ranges, read_view
 
 EIOCBQUEUED = -529
+EAGAIN = -11
 MAX_ORDER_BIOS = 16  # in-flight bios up to which every completion order is checked by z3
+# race points inside a write's completion (impl.iomap_dio._complete): a plan entry there
+# is a buffered read of the request's range by another task (`Harness._read_race`)
+COMPLETION_POINTS = ("end_io", "invalidate")
 KINDS = ("engine", "contents", "stale", "lost", "size", "contract", "crash")
 
 
@@ -135,6 +139,7 @@ class Harness:
     pending: _Pending | None = field(init=False, default=None)
     _plan: Iterator[Pick | None] = field(init=False, factory=lambda: iter(()))
     _fed: int = field(init=False, default=0)
+    _racing: tuple[int, int, int] | None = field(init=False, default=None)  # file, pos, len
     _tmp: Any = field(init=False, default=None)
     abandoned: set[int] = field(init=False, factory=set)  # requests a crash cut short
 
@@ -202,6 +207,7 @@ class Harness:
     # -- applying ----------------------------------------------------------------------
 
     def apply(self, op: Op) -> None:
+        self._racing = None
         self.ops.append(op)
         self.stats.steps += 1
         if self.pending is not None and not isinstance(op, CompleteBio | Crash):
@@ -251,12 +257,28 @@ class Harness:
 
     def _schedule(self, where: str, inflight: list[Any]) -> list[tuple[Any, int]]:
         pick = next(self._plan, None)
+        if where in COMPLETION_POINTS:
+            if pick is not None and self._racing is not None:
+                self._read_race(where)
+            return []
         if pick is None or not inflight:
             return []
         bio = inflight[pick.k % len(inflight)]
         if where != "wait" or bio is not inflight[0] or pick.status:
             self.stats.races += 1
         return [(bio, pick.status)]
+
+    def _read_race(self, where: str) -> None:
+        """Another task reads the completing request's range through the page cache at
+        a race point of the completion (``end_io``: before ->end_io converts extents and
+        moves i_size; ``invalidate``: after it, before the post-write invalidation). What
+        it reads is not checked (either value may show); the pages it caches are, once
+        the request has completed (`_check_cache_fresh`)."""
+        index, pos, length = self._racing  # type: ignore[misc]
+        if self.world.pc is None:
+            return
+        self.stats.races += 1
+        self.world.buffered_read(self.files[index], pos, length)
 
     # -- engine-level check ------------------------------------------------------------
 
@@ -325,6 +347,53 @@ def _bios_of(h: Harness, req: int) -> int:
     return sum(1 for e in h.world.trace.events if e["ev"] == "bio" and e.get("req") == req)
 
 
+def _bio_statuses(h: Harness, req: int) -> set[int]:
+    """The statuses the bios of request ``req`` completed with (so far)."""
+    return {e["status"] for e in h.world.trace.events
+            if e["ev"] == "bio_end" and e.get("req") == req}  # fmt: skip
+
+
+def _check_unchanged(h: Harness, op: DirectWrite) -> None:
+    """A NOWAIT write the filesystem refused with -EAGAIN changed nothing: the caller
+    retries it without NOWAIT (or not at all), so data written before the refusal is a
+    change the caller was told did not happen (883a790a8440: xfs submitted part of a
+    NOWAIT write, then failed the next mapping with -EAGAIN)."""
+    f = h.files[op.file]
+    end = min(op.pos + op.length, f.size)
+    if op.pos >= end:
+        return
+    problems = h.oracle.check_read(f.ino, op.pos, read_view(h.world, f, op.pos, end))
+    if problems:
+        h.fail("contents", f"NOWAIT write #{op.wid} [{op.pos}, {op.pos + op.length}) returned "
+                           "-EAGAIN but changed the file (a NOWAIT write must span one "
+                           "mapping or be refused before any I/O): "
+                           + "; ".join(str(p) for p in problems[:3]))  # fmt: skip
+
+
+def _check_cache_fresh(h: Harness, op: DirectWrite, n: int) -> None:
+    """Once a direct write has completed, no cached page of its range holds data older
+    than the write: pages cached before it or while it ran (a racing buffered read) are
+    invalidated after ->end_io (iomap_dio_complete: kiocb_invalidate_post_direct_write,
+    "has to be after ->end_io()"). A pinned page cannot be invalidated ("tough"): the
+    seed allows it, so it is skipped."""
+    if h.world.pc is None or n <= 0:
+        return
+    f = h.files[op.file]
+    ps = h.world.page_size
+    start, end = op.pos, min(op.pos + n, f.size)
+    for index, page in sorted(h.world.pc.pages(f).items()):
+        a, b = max(start, index * ps), min(end, (index + 1) * ps)
+        if a >= b or page.pinned:
+            continue
+        data = bytes(page.data[a - index * ps : b - index * ps])
+        problems = h.oracle.check_read(f.ino, a, data)
+        if problems:
+            h.fail("contents", f"a cached page of [{a}, {b}) holds data older than direct "
+                               f"write #{op.wid}, which has completed (the page cache must be "
+                               "invalidated after ->end_io, iomap_dio_complete): "
+                               + "; ".join(str(p) for p in problems[:3]))  # fmt: skip
+
+
 def _written(ret: int, done_before: int) -> int:
     """Bytes a direct request did (ret includes done_before only when positive)."""
     return ret - done_before if ret > 0 else ret
@@ -334,6 +403,7 @@ def _direct(h: Harness, op: DirectWrite | DirectRead) -> None:
     f = h.files[op.file]
     h._plan = iter(op.plan)
     write = isinstance(op, DirectWrite)
+    h._racing = (op.file, op.pos, op.length)
     if write:
         buf = bytearray(pattern(op.wid, op.pos, op.length))
         r = h.world.pwrite(f, op.pos, buf, flags=op.flags, dio=op.dio, sync=op.sync,
@@ -363,7 +433,13 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
     if isinstance(op, DirectWrite):
         if n < 0 and not _bios_of(h, req):
             pass  # refused before any I/O: nothing changed
+        elif n == EAGAIN and "NOWAIT" in op.flags and EAGAIN not in _bio_statuses(h, req):
+            _check_unchanged(h, op)  # NOWAIT answered -EAGAIN: the file must not change
         else:
+            if n == EAGAIN and "NOWAIT" in op.flags:
+                # quirk: a REQ_NOWAIT bio failed with BLK_STS_AGAIN (iomap_dio_bio_end_io,
+                # blk_status_to_errno): the request fails -EAGAIN, its other bios landed
+                h.stats.quirks += 1
             durable = n > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
             h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid,
                                              n if n >= 0 else -1, durable=durable)  # fmt: skip
@@ -382,6 +458,8 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
                 if end % bs:
                     h.stats.quirks += 1
                     h.oracle = h.oracle.may_be_zeroed(f.ino, end - end % bs, end % bs)
+        if n > 0:
+            _check_cache_fresh(h, op, n)
     elif n > 0:
         data = bytes(buf[:n])
         h._problems(h.oracle.check_read(f.ino, op.pos, data))
@@ -399,6 +477,8 @@ def _complete_bio(h: Harness, op: CompleteBio) -> None:
     p = h.pending
     if p is not None:
         p.statuses[bio.index] = op.status
+        h._racing = (p.op.file, p.op.pos, p.op.length)
+    h._plan = iter(op.plan)  # the completion's own race points
     h.world.sched.complete(bio, op.status)
     if p is not None and p.completion:
         h.pending = None

@@ -30,6 +30,7 @@ from .ops import (
     Fsync,
     MmapDirty,
     Op,
+    Pick,
     Punch,
     Reflink,
     Truncate,
@@ -47,6 +48,9 @@ REFLINK = ("reflink", "btrfs-like")
 _EDGE_WRITE_FLAGS = ((), ("DSYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
 _OVERWRITE_FLAGS = ((), ("DSYNC",), ("DSYNC",), ("SYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
 _EDGE_READ_FLAGS = ((), ("NOWAIT",))
+# a completion's race plan: none, a read before ->end_io, a read before the invalidation
+_COMPLETION_RACES: tuple[tuple[Pick | None, ...], ...] = (
+    (), (), (Pick(0),), (None, Pick(0)))
 
 
 class ConformanceMachine(RuleBasedStateMachine):
@@ -298,9 +302,11 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.apply(Fsync(index))
 
     @precondition(lambda self: self.h is not None and self.h.inflight() > 0)
-    @rule(k=st.integers(0, 3), status=S.STATUSES)
-    def complete(self, k: int, status: int) -> None:
-        self.apply(CompleteBio(k, status))
+    @rule(k=st.integers(0, 3), status=S.STATUSES, race=st.integers(0, 3))
+    def complete(self, k: int, status: int, race: int) -> None:
+        """Complete a bio in flight; if that completes its request, another task may read
+        its range at a race point of the completion (one time in two)."""
+        self.apply(CompleteBio(k, status, _COMPLETION_RACES[race]))
 
     @precondition(lambda self: self.h is not None and self.since_crash >= 3)
     @rule()

@@ -9,9 +9,12 @@ Files are named by their index in the harness (0, 1, ...), never by inode number
 that a list means the same thing on any filesystem. Race control is explicit: a direct
 I/O request carries a ``plan``, one entry per race point the engine passes (after a bio
 is submitted, before a mapping, before the submitter drops its reference, while it
-waits): ``None`` lets the point pass, ``Pick(k, status)`` completes the ``k``-th bio in
-flight (modulo their number) with ``status``. An exhausted plan means: nothing completes
-until the submitter waits, then the oldest bio, with status 0. Shrinking a plan towards
+waits, and a write's completion: before ->end_io, before the post-write invalidation):
+``None`` lets the point pass, ``Pick(k, status)`` completes the ``k``-th bio in flight
+(modulo their number) with ``status`` -- at a completion point, where no bio of the
+request is left, it is a buffered read of the request's range by another task. An
+exhausted plan means: nothing completes until the submitter waits, then the oldest
+bio, with status 0. Shrinking a plan towards
 ``()`` is shrinking towards the uneventful schedule.
 """
 
@@ -225,13 +228,22 @@ class Fsync:
 
 @frozen
 class CompleteBio:
-    """Complete the ``k``-th bio in flight (modulo their number) with ``status``."""
+    """Complete the ``k``-th bio in flight (modulo their number) with ``status``.
+
+    ``plan``: the race points of the completion this may run (a write's: before
+    ->end_io, then before the post-write invalidation); a ``Pick`` there is a buffered
+    read of the request's range by another task."""
 
     k: int
     status: int = 0
+    plan: Plan = ()
 
     def describe(self) -> str:
-        return f"complete in-flight bio #{self.k} with {_errno_name(self.status)}"
+        races = "".join(
+            f", read racing at {('->end_io', 'the invalidation')[i]}"
+            for i, p in enumerate(self.plan[:2]) if p is not None
+        )
+        return f"complete in-flight bio #{self.k} with {_errno_name(self.status)}{races}"
 
 
 @frozen

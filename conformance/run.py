@@ -26,6 +26,7 @@ from hypothesis.stateful import get_state_machine_test
 from ..traces.format import TraceFormatError, write_trace
 from .harness import ConformanceFailure, Stats
 from .machine import machine_for
+from .minimize import minimize
 
 COMBOS: tuple[tuple[str, str], ...] = (
     ("overwrite", "iomap"),
@@ -55,6 +56,8 @@ class Failure:
     repro: str | None = None
     replays_clean: bool | None = None  # the trace replays without divergence (file-level)
     story: list[str] = field(factory=list)  # the shrunk operations, described, numbered
+    ops: list[Any] = field(factory=list, repr=False)  # the operations themselves
+    config: dict[str, Any] = field(factory=dict, repr=False)  # the harness that ran them
 
 
 @define
@@ -138,13 +141,15 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
               on_example: Callable[[], None] | None = None,
               fs_factory: Callable[[Any], Any] | None = None,
               hypothesis_settings: settings | None = None,
-              repro_factory: tuple[str, str | None] | None = None) -> ComboResult:  # fmt: skip
+              repro_factory: tuple[str, str | None] | None = None,
+              do_minimize: bool = True) -> ComboResult:  # fmt: skip
     """Run the machine of one filesystem and engine; a failure is written out.
 
     ``fs_factory`` (device -> filesystem) replaces the reference filesystem named ``fs``
     (then only a label); ``repro_factory`` ("pkg.module:attr", the directory to import
     it from) is how the reproduction script gets it. ``hypothesis_settings`` replaces
-    the profile's settings."""
+    the profile's settings. ``do_minimize``: after Hypothesis has shrunk a failure,
+    delete the steps it does not need (`conformance.minimize`)."""
     s = hypothesis_settings if hypothesis_settings is not None else make_settings(profile, examples)
     machine = machine_for(fs, engine, image_dir=image_dir, on_example=on_example,
                           fs_factory=fs_factory)  # fmt: skip
@@ -157,6 +162,8 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
         with _planted(plant):
             test()
     except ConformanceFailure as exc:
+        with _planted(plant):  # the same failure without the steps it does not need
+            exc = minimize(exc, fs_factory, image_dir) if do_minimize else exc
         result.failure = _write_failure(exc, Path(out_dir), fs, engine, plant, repro_factory)
     finally:
         result.seconds = time.perf_counter() - start
@@ -188,7 +195,8 @@ def _write_failure(exc: ConformanceFailure, out: Path, fs: str, engine: str,
     first = exc.message.strip().splitlines()[0] if exc.message.strip() else exc.kind
     story = [f"{i + 1:3}. {op.describe()}" for i, op in enumerate(exc.ops)]
     return Failure(exc.kind, first if exc.kind != "engine" else exc.message, len(exc.ops),
-                   str(trace), str(repro), clean, story)  # fmt: skip
+                   str(trace), str(repro), clean, story, list(exc.ops),
+                   dict(exc.config))  # fmt: skip
 
 
 def _worker(args: tuple[Any, ...]) -> ComboResult:

@@ -22,6 +22,8 @@ you write only the callbacks::
             m = self.lookup(inode, pos, length)
             if "WRITE" not in flags:
                 return m                              # reads: holes and unwritten read as zeros
+            if flags & {"NOWAIT", "OVERWRITE_ONLY"} and m.end < pos + length:
+                raise DioError(EAGAIN, "spans several extents")  # one mapping, or none
             if m.type == HOLE:
                 if flags & {"NOWAIT", "OVERWRITE_ONLY"}:
                     raise DioError(EAGAIN, "allocation needed")
@@ -225,6 +227,10 @@ class IomapFilesystem(SuiteOperations, Protocol):
         - allocating under NOWAIT is not allowed: raise DioError(EAGAIN); under
           OVERWRITE_ONLY neither (iomap-operations.rst: "Allocating blocks and zeroing
           partial blocks is not allowed"), nor an UNWRITTEN mapping;
+        - a NOWAIT or OVERWRITE_ONLY direct write gets one mapping spanning the whole
+          request, or DioError(EAGAIN) before any I/O: never part of it and then -EAGAIN
+          from the next call, which tells the caller nothing happened over changed data
+          (xfs_direct_write_iomap_begin: imap_spans_range, 883a790a8440);
         - unwritten extents stay UNWRITTEN until ``end_io`` converts them, after the data
           is written; never convert here (a failed write or a crash would expose stale
           data);

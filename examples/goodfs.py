@@ -23,6 +23,9 @@ class GoodFs(BlockFs):
         m = self.lookup(inode, pos, length)
         if "WRITE" not in flags:
             return m  # holes and unwritten extents read as zeros
+        if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
+            # one mapping for the whole request, or none: never part of it, then -EAGAIN
+            raise DioError(EAGAIN, "the write spans several extents")
         if m.type == HOLE:
             if "NOWAIT" in flags or "OVERWRITE_ONLY" in flags:
                 raise DioError(EAGAIN, "allocation needed")

@@ -446,6 +446,9 @@ def _complete(dio: Dio, ctx: str) -> int:
     else:
         flags = _NONE
     ret = dio.error
+    points = env.sched.points and "WRITE" in df  # race points of the completion
+    if points:  # another task may read here: before the conversion and the i_size update
+        env.sched.point("end_io")
     end_io = env.end_io
     if end_io is not None:  # ->end_io sees dio->flags, IOMAP_DIO_WRITE included
         eflags = flags | _WRITE if "WRITE" in df else flags
@@ -454,6 +457,10 @@ def _complete(dio: Dio, ctx: str) -> int:
         ret = dio.size
         if "WRITE" not in dio.flags and iocb.pos + ret > dio.i_size:
             ret = dio.i_size - iocb.pos
+    if points:  # ... and here: after ->end_io, before the invalidation
+        env.sched.point("invalidate")
+    # the invalidation comes after ->end_io, or a racing buffered read caches the zeros of
+    # an extent ->end_io converts (iomap_dio_complete)
     if (not dio.error and dio.size and "WRITE" in dio.flags and "NO_INVALIDATE" not in dio.flags
             and env.invalidate_after is not None):  # fmt: skip
         env.invalidate_after(inode, iocb.pos, dio.size)

@@ -132,10 +132,14 @@ class IntervalMap(Generic[V]):
         """``[start, end)`` set to ``value``."""
         return self.splice(start, end, [(start, end, value)])
 
-    def update(self, start: int, end: int, fn: Callable[[V], V]) -> IntervalMap[V]:
-        """Each value in ``[start, end)`` (the default too) replaced by ``fn(value)``."""
+    def update(
+        self, start: int, end: int, fn: Callable[[V], V], merge: bool = True
+    ) -> IntervalMap[V]:
+        """Each value in ``[start, end)`` (the default too) replaced by ``fn(value)``
+        (``merge``: see `splice`)."""
         _check_range(start, end)
-        return self.splice(start, end, [(s, e, fn(v)) for s, e, v in self.pieces(start, end)])
+        pieces = [(s, e, fn(v)) for s, e, v in self.pieces(start, end)]
+        return self.splice(start, end, pieces, merge)
 
     def truncate(self, at: int) -> IntervalMap[V]:
         """Everything at and after ``at`` reset to the default."""

@@ -154,18 +154,26 @@ class FileOracle:
         stop = start + ret
         if ret == 0:
             return self
-        lo = min(self.sizes)
         f, band = self._grow(stop)
         f = evolve(f, now=f.now.assign(start, stop, new))._record(band, (start, stop))
-        if durable:
+        if durable:  # the sync committed a size covering the data (see SIZE_RULES)
             since = f.since_sync.copy_from(f.now, start, stop)
             sizes = frozenset(s for s in f.sizes_since_sync if s >= stop) | f.sizes
-            f = evolve(f, since_sync=since, sizes_since_sync=sizes)
-        elif granule and stop > lo:  # written back a granule at a time: i_size in steps
-            steps = range(-(-max(lo, start) // granule) * granule, stop, granule)
-            sizes = f.sizes_since_sync | frozenset(s for s in steps if s > lo)
-            f = evolve(f, sizes_since_sync=sizes)
-        return f
+            sizes |= frozenset(min(stop, s) for s in f.sizes)
+            return evolve(f, since_sync=since, sizes_since_sync=sizes)
+        ends = [stop]  # a direct write: its ->end_io moves the on-disk size (SIZE_RULES)
+        if granule:  # written back a page at a time: the size at each page's ioend
+            ends += range(-(-(start + 1) // granule) * granule, stop + granule, granule)
+        return f._disk_size_at(ends)
+
+    def _disk_size_at(self, ends: list[int]) -> FileOracle:
+        """Data up to each of ``ends`` reached the disk: a commit may find the on-disk size
+        moved to ``min(end, i_size)`` (`SIZE_RULES`: xfs_new_eof, ext4 i_disksize)."""
+        floor = min(self.sizes_since_sync)
+        extra = frozenset(c for e in ends for s in self.sizes if (c := min(e, s)) > floor)
+        if extra <= self.sizes_since_sync:
+            return self
+        return evolve(self, sizes_since_sync=self.sizes_since_sync | extra)
 
     def _failed_write(self, start: int, end: int, new: frozenset[Value]) -> FileOracle:
         """A write that failed or never completed: any sector of it may have landed. Now,
@@ -176,8 +184,8 @@ class FileOracle:
         if start < stop:
             f = evolve(f, now=f.now.update(start, stop, lambda vs: vs | new))._record((start, stop))
         lo, hi = max(start, stop), min(end, max(self.sizes_since_sync))
-        if lo < hi:
-            since = f.since_sync.update(lo, hi, lambda vs: vs | new)
+        if lo < hi:  # (boundaries kept: the bytes on either side have other histories)
+            since = f.since_sync.update(lo, hi, lambda vs: vs | new, merge=False)
             f = evolve(f, since_sync=since)
         return f
 

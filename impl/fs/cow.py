@@ -57,6 +57,9 @@ class ReflinkFs(ExtentFs):
         m = self.extent_at(inode, pos, length)
         if "WRITE" not in flags:
             return m
+        if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
+            # xfs_direct_write_iomap_begin: imap_spans_range, else -EAGAIN (883a790a8440)
+            raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
         if m.type == HOLE:
             return self.allocate_for_dio(inode, pos, m.end - pos, flags)
         if F_SHARED not in m.flags:
@@ -140,13 +143,19 @@ class BtrfsLikeFs(ReflinkFs):
             # btrfs_dio_iomap_begin: the extent at pos is compressed/inline: not for dio
             raise DioError(EAGAIN if "NOWAIT" in flags else ENOTBLK, "compressed/inline extent")
         # the mapping ends where a compressed/inline extent begins
+        want = pos + length
         stop = next(
             (b * bs for b in self._blocks(pos, length) if (inode.ino, b) in self.special),
             pos + length,
         )
         length = stop - pos
         if "WRITE" not in flags:
-            return self.extent_at(inode, pos, length)
+            m = self.extent_at(inode, pos, length)
+            if "NOWAIT" in flags and m.end < want:
+                # btrfs_dio_iomap_begin: NOWAIT over several extents -> -EAGAIN, no
+                # partial I/O ("(flags & IOMAP_NOWAIT) && len < length")
+                raise DioError(EAGAIN, "NOWAIT read over several extents")
+            return m
         if (pos | length) & (bs - 1):
             raise DioError(ENOTBLK, "misaligned: check_direct_IO sends it to buffered I/O")
         if "NOWAIT" in flags:

@@ -13,7 +13,7 @@ i_size, as xfs_dio_write_end_io does.
 
 from __future__ import annotations
 
-from ..api import HOLE, UNWRITTEN, Inode, Iomap
+from ..api import EAGAIN, HOLE, UNWRITTEN, DioError, Inode, Iomap
 from .base import PREALLOC, WRITTEN, ExtentFs
 
 
@@ -23,15 +23,22 @@ class OverwriteFs(ExtentFs):
 
     def iomap_begin(self, inode: Inode, pos: int, length: int, flags: frozenset[str]) -> Iomap:
         m = self.extent_at(inode, pos, length)
+        if "WRITE" in flags:
+            self.nowait_must_span(m, pos, length, flags)
         if "WRITE" in flags and m.type == HOLE:
             if self.alloc_state == WRITTEN:
                 return self.allocate_for_dio(inode, pos, m.end - pos, flags)
             return self.allocate_for_write(inode, pos, m.end - pos, flags, self.alloc_state)
         if "WRITE" in flags and "OVERWRITE_ONLY" in flags and m.type == UNWRITTEN:
-            from ..api import EAGAIN, DioError
-
             raise DioError(EAGAIN, "unwritten extent: not a pure overwrite")
         return self.write_mapping(inode, m) if "WRITE" in flags else m
+
+    def nowait_must_span(self, m: Iomap, pos: int, length: int, flags: frozenset[str]) -> None:
+        """A NOWAIT write goes ahead only as an overwrite of one extent covering it all
+        (ext4_dio_write_checks: ``!ext4_overwrite_io(...)`` under IOCB_NOWAIT -> -EAGAIN),
+        so that it never writes part of the range and then fails with -EAGAIN."""
+        if "NOWAIT" in flags and m.end < pos + length:
+            raise DioError(EAGAIN, "NOWAIT write over several extents")
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
         self.write_done(inode, pos, size, error, flags)
@@ -41,3 +48,10 @@ class OverwriteFs(ExtentFs):
 class XfsLikeFs(OverwriteFs):
     name = "xfs-like"
     alloc_state = PREALLOC
+
+    def nowait_must_span(self, m: Iomap, pos: int, length: int, flags: frozenset[str]) -> None:
+        """NOWAIT and OVERWRITE_ONLY writes need one mapping that spans the whole request,
+        else -EAGAIN before any I/O (xfs_direct_write_iomap_begin: ``imap_spans_range``,
+        883a790a8440 "xfs: don't allow NOWAIT DIO across extent boundaries")."""
+        if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
+            raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
