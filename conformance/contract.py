@@ -36,11 +36,13 @@ from ..impl.api import (
     INLINE,
     MAPPED,
     UNWRITTEN,
-    ContractError,
     Inode,
     Iomap,
 )
-from ..impl.fs.getblock import BufferHead
+from .contract_base import flags_text, fmt_iomap, violation
+from .contract_commit import CommitChecks
+from .contract_extent import ExtentChecks
+from .contract_legacy import GetBlockChecks
 
 TYPES = frozenset({HOLE, DELALLOC, MAPPED, UNWRITTEN, INLINE})
 FLAGS = frozenset({F_NEW, F_DIRTY, F_SHARED, F_ATOMIC_BIO})
@@ -59,7 +61,13 @@ RULES: dict[str, str] = {
     "alloc-under-nowait": "IOMAP_NOWAIT: no allocation; -EAGAIN instead",
     "nowait-partial": "a NOWAIT or OVERWRITE_ONLY write gets one mapping spanning the whole "
                       "request, or -EAGAIN",
+    "overwrite-only": "IOMAP_OVERWRITE_ONLY: no allocation, no UNWRITTEN mapping for a write "
+                      "not aligned to the block size",
+    "mapping-past-extent": "a mapping covers only blocks the file's extent map gives it there",
+    "unwritten-mapped": "an extent the map holds UNWRITTEN is mapped UNWRITTEN, not MAPPED",
+    "mapping-type": "a mapping's type is the extent map's (MAPPED data is not UNWRITTEN)",
     "new-missing": "blocks allocated for the call are flagged IOMAP_F_NEW (or zeroed)",
+    "reuse-before-commit": "blocks freed are not allocated again before the free is committed",
     "new-over-data": "IOMAP_F_NEW only on fresh blocks, never on blocks holding file data",
     "early-convert": "unwritten extents are converted by end_io, after the data is written",
     "dirty-missing": "IOMAP_F_DIRTY on a write that moves i_size (no FUA-only O_DSYNC)",
@@ -68,28 +76,17 @@ RULES: dict[str, str] = {
     "bad-return": "iomap_end and end_io return 0 or a negative errno",
     "error-swallowed": "end_io passes an I/O error on (it must not return 0 for it)",
     "size-not-updated": "end_io of a successful write moves i_size past the data",
+    "size-past-data": "end_io moves i_size no further than the bytes written (pos + size)",
     "not-converted": "end_io with IOMAP_DIO_UNWRITTEN converts what was written",
     "not-remapped": "end_io with IOMAP_DIO_COW remaps the written range off shared blocks",
     "submit-missing": "submit_io submits the bio exactly once (sched.submit(bio))",
     "not-a-buffer-head": "get_block returns a BufferHead (or raises DioError)",
     "bh-too-long": "get_block maps at most the b_size asked for",
+    "bh-past-extent": "get_block maps only the contiguous run the extent map holds",
 }
 
 
-def _flags(flags: frozenset[str] | set[str]) -> str:
-    return "|".join(sorted(flags)) or "0"
-
-
-def fmt_iomap(m: Iomap) -> str:
-    """An Iomap in one short line: ``MAPPED [4096, 8192) addr=65536 flags=NEW``."""
-    addr = "" if m.addr is None else f" addr={m.addr}"
-    flags = f" flags={_flags(m.flags)}" if m.flags else ""
-    return f"{m.type} [{m.offset}, {m.offset + m.length}){addr}{flags}"
-
-
-def violation(rule: str, call: str, got: str, why: str) -> ContractError:
-    """The error for ``rule`` broken by ``call`` (which returned ``got``)."""
-    return ContractError(f"contract violation [{rule}]: {call} {got}: {why}")
+_flags = flags_text
 
 
 class _CountingSched:
@@ -107,11 +104,12 @@ class _CountingSched:
         return getattr(self._sched, name)
 
 
-class Checked:
+class Checked(CommitChecks, ExtentChecks, GetBlockChecks):
     """A filesystem whose callbacks are checked against the contract as they return.
 
-    Everything else (``block_size``, ``create``, ``fsync``, ``extent_at``...) is the
-    wrapped filesystem's own; a callback the filesystem does not have stays missing,
+    Everything else (``block_size``, ``extent_at``, ``truncate``...) is the wrapped
+    filesystem's own (``create``, ``fsync`` and ``crash`` are passed on, and recorded:
+    `CommitChecks`); a callback the filesystem does not have stays missing,
     so the engines behave exactly as with the filesystem alone.
     """
 
@@ -121,6 +119,7 @@ class Checked:
         for name in CALLBACKS:
             if callable(getattr(fs, name, None)):
                 object.__setattr__(self, name, getattr(self, "_" + name))
+        self._commit_init()
 
     def __getattr__(self, name: str) -> Any:
         fs = object.__getattribute__(self, "_fs")
@@ -190,6 +189,11 @@ class Checked:
                     "a crash or a failed write shows a size the data never reached"
                 ),
             )
+        if not rule and F_NEW in m.flags:
+            why = self._reused(inode, m)
+            rule = "reuse-before-commit" if why else ""
+        if not rule:
+            rule, why = self._extent_agreement(inode, m, pos, write)
         if not rule and before is not None:
             rule, why = self._against(before, m, pos, write)
         if not rule and write and "DIRECT" in flags:
@@ -249,6 +253,18 @@ class Checked:
                 "the caller is told -EAGAIN over data that changed (xfs 883a790a8440: "
                 "imap_spans_range; btrfs_dio_iomap_begin: NOWAIT and len < length); "
                 "raise DioError(EAGAIN) unless one mapping covers the whole request"
+            )
+        if write and "OVERWRITE_ONLY" in flags and (
+                F_NEW in m.flags or (m.type == UNWRITTEN and (pos | length) % bs)):  # fmt: skip
+            what = ("blocks allocated for it (IOMAP_F_NEW)" if F_NEW in m.flags else
+                    f"an UNWRITTEN mapping, for a write not aligned to the block size {bs}")
+            return "overwrite-only", (
+                f"an IOMAP_OVERWRITE_ONLY write of [{pos}, {pos + length}) got {what}: the "
+                "caller holds the inode lock shared and counts on a pure overwrite; an "
+                "allocation, or the sub-block zeroing of an unwritten block, races another "
+                "unaligned write to the same block and zeroes its data (iomap-operations.rst; "
+                "xfs_direct_write_iomap_begin: -EAGAIN for unwritten and unaligned); raise "
+                "DioError(EAGAIN)"
             )
         if write and F_NEW in m.flags and "NOWAIT" in flags:
             return "alloc-under-nowait", (
@@ -326,11 +342,11 @@ class Checked:
                 "extent is never committed and a crash loses acknowledged data; set "
                 "IOMAP_F_NEW on blocks allocated for the call"
             )
-        uncommitted = getattr(self._fs, "metadata_dirty", None)
-        if inode is not None and uncommitted is not None and uncommitted(inode):
+        dirty, how = self._metadata_dirty(inode) if inode is not None else (None, "")
+        if dirty:
             return "dirty-missing", (
-                f"the file's metadata is not committed (metadata_dirty(ino={inode.ino}) is "
-                f"true: i_size {size} or its block map changed since the last fsync) and the "
+                f"the file's metadata is not committed (i_size {size} or its block map: "
+                f"{how}) and the "
                 f"mapping has none of IOMAP_F_NEW, SHARED, DIRTY: {fua}what is needed to read "
                 "this write back is never committed and a crash loses acknowledged data; set "
                 "IOMAP_F_DIRTY while the metadata is dirty (ext4_set_iomap: "
@@ -379,6 +395,7 @@ class Checked:
             raise violation("size-before-data", call, got, "the bio is not even written yet")
 
     def _end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
+        before = inode.size
         ret = self._fs.end_io(inode, pos, size, error, flags)
         call = (f"end_io(ino={inode.ino}, pos={pos}, size={size}, error={error}, "
                 f"flags={_flags(flags)})")  # fmt: skip
@@ -390,6 +407,14 @@ class Checked:
             why = (f"the I/O failed with {error}, and returning 0 makes iomap_dio_complete "
                    f"report {size} bytes done; return the error (or another one)")  # fmt: skip
             raise violation("error-swallowed", call, got, why)
+        if "WRITE" in flags and inode.size > max(before, pos + max(size, 0)):
+            why = (f"{size} bytes were written from {pos} (size is the bytes done, which may "
+                   f"be fewer than asked for: a short write), so i_size may move to "
+                   f"{pos + max(size, 0)} at most; [{max(before, pos + max(size, 0))}, "
+                   f"{inode.size}) was never written and reads as zeros or stale data; move "
+                   "i_size to pos + size (xfs_dio_write_end_io)")  # fmt: skip
+            raise violation("size-past-data", call,
+                            f"{got} and moved i_size from {before} to {inode.size}", why)
         if "WRITE" not in flags or error or ret or size <= 0:
             return ret
         end = pos + size
@@ -422,62 +447,6 @@ class Checked:
         if m is not None:
             raise violation(rule, call, f"{got} and left {fmt_iomap(m)}", why)
         return ret
-
-    # -- get_block (legacy engine) -----------------------------------------------------
-
-    def _get_block(self, inode: Inode, fs_block: int, b_size: int, create: bool) -> BufferHead:
-        bs = self._fs.block_size
-        pos = fs_block * bs
-        size = inode.size
-        before = self._lookup(inode, pos, b_size)
-        bh = self._fs.get_block(inode, fs_block, b_size, create)
-        call = (f"get_block(ino={inode.ino}, fs_block={fs_block}, b_size={b_size}, "
-                f"create={int(create)})")  # fmt: skip
-        if not isinstance(bh, BufferHead):
-            raise violation("not-a-buffer-head", call, f"returned {bh!r}",
-                            "get_block fills map_bh: return a BufferHead")  # fmt: skip
-        got, rule, why = f"returned {bh}", "", ""
-        addr, dev = bh.blocknr * bs, self._device.size
-        if bh.size > b_size:
-            rule, why = (
-                "bh-too-long",
-                (
-                    f"b_size {bh.size} is more than the {b_size} bytes asked for: map_bh->b_size "
-                    "comes in as the most to map (get_more_blocks)"
-                ),
-            )
-        elif inode.size != size:
-            got = f"moved i_size from {size} to {inode.size}"
-            rule, why = "size-before-data", "the caller of __blockdev_direct_IO moves i_size"
-        elif bh.mapped and (addr < 0 or addr + bh.size > dev):
-            rule, why = "outside-device", f"[{addr}, {addr + bh.size}) is outside [0, {dev})"
-        elif bh.mapped and before is not None:
-            hi = min(before.end, pos + bh.size)
-            same = before.addr is not None and before.addr - before.offset == addr - pos
-            if before.type == MAPPED and same and bh.new:
-                rule, why = (
-                    "new-over-data",
-                    (
-                        f"[{pos}, {hi}) already held the file's data on these blocks, and "
-                        "buffer_new makes the engine zero what the request does not cover "
-                        "(dio_zero_block)"
-                    ),
-                )
-            elif before.type in (HOLE, UNWRITTEN) and not bh.new and (
-                    self._dirty_bytes(addr, hi - pos)):  # fmt: skip
-                was = "a hole" if before.type == HOLE else "unwritten"
-                rule, why = (
-                    "new-missing",
-                    (
-                        f"[{pos}, {hi}) was {was} and is now mapped over blocks holding stale "
-                        "data without buffer_new, so the engine does not zero what the request "
-                        "does not cover (dio_zero_block) and a read returns stale data: set "
-                        "new=True on blocks allocated for the call"
-                    ),
-                )
-        if rule:
-            raise violation(rule, call, got, why)
-        return bh
 
 
 class CheckedFactory:

@@ -48,6 +48,8 @@ REFLINK = ("reflink", "btrfs-like")
 _EDGE_WRITE_FLAGS = ((), ("DSYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
 _OVERWRITE_FLAGS = ((), ("DSYNC",), ("DSYNC",), ("SYNC",), ("NOWAIT",), ("DSYNC", "NOWAIT"))
 _EDGE_READ_FLAGS = ((), ("NOWAIT",))
+# how a write into preallocated blocks is sent: plain, OVERWRITE_ONLY, or NOWAIT
+_PREALLOC_MODES: tuple[tuple[str, ...], ...] = ((), ("OVERWRITE_ONLY",), ("NOWAIT",))
 # a completion's race plan: none, a read before ->end_io, a read before the invalidation
 _COMPLETION_RACES: tuple[tuple[Pick | None, ...], ...] = (
     (), (), (Pick(0),), (None, Pick(0)))
@@ -370,6 +372,44 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.apply(DirectWrite(index, pos, n, self._next_wid(), flags))
         self.since_crash = -1
         self.apply(Crash())
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def write_into_prealloc(self, data: Any, index: int) -> None:
+        """fallocate (keeping i_size or not), then a direct write into the unwritten
+        extent it made, block-aligned or not (the engine zeroes the rest of each block),
+        OVERWRITE_ONLY (iomap) or NOWAIT one time in three, O_DSYNC one time in two: the
+        conversion at completion, the overwrite-only and NOWAIT rules, FUA into an
+        unwritten extent."""
+        h = self.h
+        assert h is not None
+        _, size, bs, lbs, _ = self._geometry(index)
+        draw = S.drawer(data)
+        at, keep, head, n = S.choose(draw, (size - size % bs, 0, 4 * bs), (False, True),
+                                     (0, lbs, bs // 2), (bs, lbs, 2 * bs, bs + lbs))  # fmt: skip
+        flags, dio, sync = S.choose(draw, ((), ("DSYNC",)), _PREALLOC_MODES, (True, True, False))
+        self.apply(Fallocate(index, at, 2 * bs, keep))
+        if self.engine == "legacy":
+            dio = ()
+        if dio == ("NOWAIT",):
+            flags, dio = (*flags, "NOWAIT"), ()
+        self.apply(DirectWrite(index, at + head, n, self._next_wid(), flags, dio, sync, None,
+                               0, S.plan(draw, sync)))  # fmt: skip
+
+    @precondition(lambda self: self.idle())
+    @rule(data=st.data(), index=st.integers(0, 1))
+    def short_write_past_eof(self, data: Any, index: int) -> None:
+        """A direct write across EOF whose user buffer faults after the first page: a
+        short write that still moves i_size (PARTIAL on iomap: the bytes done, not the
+        length asked for), sync or async."""
+        _, size, bs, lbs, page = self._geometry(index)
+        draw = S.drawer(data)
+        back, pages, sync = S.choose(draw, (0, lbs, bs, 0), (2, 3), (True, True, False))
+        pos = max(0, size - size % lbs - back)
+        n = min(pages * page, S.FAR + (1 << 20) - 1 - pos)
+        dio = () if self.engine == "legacy" else ("PARTIAL",)
+        self.apply(DirectWrite(index, pos, n, self._next_wid(), (), dio, sync, page, 0,
+                               S.plan(draw, sync)))  # fmt: skip
 
     @invariant()
     def sizes_agree(self) -> None:

@@ -25,6 +25,7 @@ from ..api import (
     F_SHARED,
     HOLE,
     MAPPED,
+    UNWRITTEN,
     Bio,
     DioError,
     Inode,
@@ -60,11 +61,16 @@ class ReflinkFs(ExtentFs):
         if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
             # xfs_direct_write_iomap_begin: imap_spans_range, else -EAGAIN (883a790a8440)
             raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
+        bs = self.block_size
+        if "OVERWRITE_ONLY" in flags and (F_SHARED in m.flags or (
+                m.type == UNWRITTEN and (pos | length) & (bs - 1))):  # fmt: skip
+            # xfs_direct_write_iomap_begin: no COW and no unaligned unwritten write for a
+            # pure overwrite (-EAGAIN: the caller retries with the lock held exclusive)
+            raise DioError(EAGAIN, "not a pure overwrite")
         if m.type == HOLE:
             return self.allocate_for_dio(inode, pos, m.end - pos, flags)
         if F_SHARED not in m.flags:
             return self.write_mapping(inode, m)
-        bs = self.block_size
         if (pos | length) & (bs - 1):
             raise DioError(ENOTBLK, "unaligned write over shared blocks: buffered fallback")
         if "NOWAIT" in flags:
@@ -158,7 +164,7 @@ class BtrfsLikeFs(ReflinkFs):
             return m
         if (pos | length) & (bs - 1):
             raise DioError(ENOTBLK, "misaligned: check_direct_IO sends it to buffered I/O")
-        if "NOWAIT" in flags:
+        if "NOWAIT" in flags or "OVERWRITE_ONLY" in flags:
             raise DioError(EAGAIN, "a COW write allocates")
         # always COW: new blocks for the whole range, remapped at completion
         f = self.file(inode)
