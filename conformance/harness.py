@@ -33,6 +33,7 @@ from ..model.oracle import Oracle, Problem
 from ..model.oracle_state import ZERO_SET
 from ..model.pattern import pattern
 from ..traces.replay import StreamReplayer
+from .inflight import WAITS_FOR_DIO, conflict, own_bios, widen
 from .ops import (
     BufferedRead,
     BufferedWrite,
@@ -115,6 +116,8 @@ class _Pending:
     ino: int
     state: Any = None  # the model's request state when it was queued
     statuses: dict[int, int] = field(factory=dict)  # bio index -> status it completed with
+    bios: set[int] = field(factory=set)  # id() of its bios (others' plans leave them alone)
+    held: list[Any] = field(factory=list)  # ... and the bios themselves: no id is reused
 
 
 @define
@@ -208,12 +211,21 @@ class Harness:
 
     def apply(self, op: Op) -> None:
         self._racing = None
+        why = conflict(self, op)
+        if why:
+            raise ValueError(f"{op.describe()}: not while request {self.pending.req} is in "
+                             f"flight: {why}")  # type: ignore[union-attr]  # fmt: skip
         self.ops.append(op)
         self.stats.steps += 1
-        if self.pending is not None and not isinstance(op, CompleteBio | Crash):
-            raise ValueError(f"{op.describe()}: a request is in flight; complete it or crash")
         try:
+            if self.pending is not None and isinstance(op, WAITS_FOR_DIO):
+                _dio_wait(self)
             _HANDLERS[type(op)](self, op)
+            widen(self)
+            if self.pending is not None and self.world.pc is not None:
+                # what iomap_dio_done will read when the request in flight completes
+                cached = self.files[self.pending.op.file].cached_pages > 0
+                self.stream.set_cached_pages(self.pending.req, cached)
         except ConformanceFailure:
             raise
         except ContractError as exc:
@@ -261,6 +273,10 @@ class Harness:
             if pick is not None and self._racing is not None:
                 self._read_race(where)
             return []
+        own = own_bios(self, inflight)
+        if own is not inflight and where == "wait" and pick is None and own:
+            return [(own[0], 0)]  # not the in-flight request's: a `complete` step does that
+        inflight = own
         if pick is None or not inflight:
             return []
         bio = inflight[pick.k % len(inflight)]
@@ -416,7 +432,9 @@ def _direct(h: Harness, op: DirectWrite | DirectRead) -> None:
                           into=buf)  # fmt: skip
     if r.queued and not r.completion:
         assert r.completion is not None
-        h.pending = _Pending(op, r.req, r.completion, buf, f.ino)
+        inflight = list(h.world.sched.inflight)
+        h.pending = _Pending(op, r.req, r.completion, buf, f.ino,
+                             bios={id(b) for b in inflight}, held=inflight)  # fmt: skip
         return
     ret = r.completion[0] if r.queued and r.completion else r.ret
     _finish(h, op, r.req, ret, buf)
@@ -484,6 +502,12 @@ def _complete_bio(h: Harness, op: CompleteBio) -> None:
         h.pending = None
         h._check_result_allowed(p, p.completion[0])
         _finish(h, p.op, p.req, p.completion[0], p.buf)
+
+
+def _dio_wait(h: Harness) -> None:
+    """inode_dio_wait: the request in flight completes (its bios in order, status 0)."""
+    while h.pending is not None and h.world.sched.inflight:
+        _complete_bio(h, CompleteBio(0))
 
 
 def _file_write(h: Harness, op: FileWrite) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from . import strategies as S
 from .harness import Harness, Stats
+from .inflight import conflict
 from .ops import (
     BufferedRead,
     BufferedWrite,
@@ -106,9 +108,26 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def apply(self, op: Op) -> None:
         assert self.h is not None
+        op = self._fit(op)
+        if op is None:
+            return
         self.since_crash += 1
         note(f"{len(self.h.ops) + 1:3}. {op.describe()}    # {op!r}")
         self._do(lambda: self.h.apply(op), op.describe())  # type: ignore[union-attr]
+
+    def _fit(self, op: Op) -> Op | None:
+        """``op`` as it may run while a request is in flight (`conformance.inflight`):
+        a direct request made synchronous, a write moved to the other file; None when it
+        cannot run now."""
+        h = self.h
+        assert h is not None
+        if h.pending is None or not conflict(h, op):
+            return op
+        if isinstance(op, DirectWrite | DirectRead) and not op.sync:
+            op = attrs.evolve(op, sync=True)
+        if conflict(h, op) and not isinstance(op, MmapDirty) and hasattr(op, "file"):
+            op = attrs.evolve(op, file=1 - op.file)  # type: ignore[misc]
+        return None if conflict(h, op) else op
 
     def _geometry(self, index: int) -> tuple[Any, int, int, int, int]:
         h = self.h
@@ -150,7 +169,9 @@ class ConformanceMachine(RuleBasedStateMachine):
         return self.wid
 
     def idle(self) -> bool:
-        return self.h is not None and self.h.pending is None
+        """Whether an operation may be drawn: also while a request is in flight (what
+        may run then is `conformance.inflight`'s to say; `apply` fits the op to it)."""
+        return self.h is not None
 
     def iomap(self) -> bool:
         return self.idle() and self.engine == "iomap"

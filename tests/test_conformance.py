@@ -86,11 +86,44 @@ def test_async_request_completes_through_explicit_completions(harness):
     h.check_all()  # the failed bio's range may hold either value; both are allowed
 
 
-def test_requests_are_refused_while_one_is_in_flight(harness):
+def test_what_may_run_while_a_request_is_in_flight(harness):
+    """conformance.inflight: reads anywhere, writes elsewhere; not a second async
+    request, not a write to the pages in flight, not a write past EOF of its file."""
     h = harness()
     h.run([O.DirectWrite(0, 0, 64 * KIB, 1), O.DirectWrite(0, 0, 8 * KIB, 2, sync=False)])
-    with pytest.raises(ValueError, match="in flight"):
-        h.apply(O.DirectRead(0, 0, 512))
+    assert h.pending is not None
+    h.run([O.DirectRead(0, 0, 16 * KIB), O.BufferedRead(0, 0, 8 * KIB), O.Fsync(0),
+           O.DirectWrite(0, 32 * KIB, 4 * KIB, 3), O.DirectWrite(1, 0, 4 * KIB, 4),
+           O.BufferedWrite(0, 40 * KIB, 100, 5)])  # fmt: skip
+    assert h.pending is not None  # nothing else completed its bios
+    for op in (O.DirectWrite(0, 4 * KIB, 512, 6), O.BufferedWrite(0, 8 * KIB - 1, 2, 6),
+               O.DirectWrite(0, 64 * KIB, 4 * KIB, 6), O.DirectRead(1, 0, 512, sync=False)):
+        with pytest.raises(ValueError, match="in flight"):
+            h.apply(op)
+    h.apply(O.CompleteBio(0))
+    assert h.pending is None
+    h.check_all()
+
+
+def test_truncate_waits_for_the_direct_io_in_flight(harness):
+    h = harness()
+    h.run([O.DirectWrite(0, 0, 64 * KIB, 1), O.DirectWrite(0, 0, 8 * KIB, 2, sync=False)])
+    h.apply(O.Truncate(0, 4 * KIB))  # inode_dio_wait: write #2 completes first
+    assert h.pending is None and h.files[0].size == 4 * KIB
+    h.check_all()
+
+
+def test_a_write_in_flight_may_show_either_way_until_it_completes(harness):
+    h = harness()
+    h.run([O.DirectWrite(0, 0, 64 * KIB, 1),
+           O.DirectWrite(0, 0, 8 * KIB, 2, sync=False, plan=(None,) * 4)])  # fmt: skip
+    ino = h.files[0].ino
+    h.apply(O.DirectRead(0, 0, 8 * KIB))  # the old data: the bios have not completed
+    assert {v.wid for s, e, vs in h.oracle.contents(ino) if s < 8 * KIB for v in vs} == {1, 2}
+    h.apply(O.CompleteBio(0))
+    assert {v.wid for s, e, vs in h.oracle.contents(ino) if s < 8 * KIB for v in vs} == {2}
+    h.apply(O.DirectRead(0, 0, 8 * KIB))  # now the new data, and only that
+    h.check_all()
 
 
 class NoZeroingFs(OverwriteFs):

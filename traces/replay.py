@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from ..model.engine import Engine, get_engine
@@ -429,6 +430,19 @@ class StreamReplayer(Replayer):
         """The model's state of request ``req`` while it is in flight (None after)."""
         r = self.requests.get(req)
         return None if r is None else r.state
+
+    def set_cached_pages(self, req: int, cached: bool) -> None:
+        """Whether the file of request ``req``, in flight, has cached pages now: what
+        iomap_dio_done (dio_complete) will read when it completes (``begin.cached_pages``
+        is that value; a stream learns it as the page cache changes under the request)."""
+        r = self.requests.get(req)
+        if r is None:
+            return
+        st = r.state
+        if hasattr(st, "req") and hasattr(st.req, "cached_pages"):
+            r.state = attrs.evolve(st, req=attrs.evolve(st.req, cached_pages=cached))
+        elif hasattr(st, "cfg") and hasattr(st.cfg, "cached_pages"):
+            r.state = attrs.evolve(st, cfg=attrs.evolve(st.cfg, cached_pages=cached))
 
     def abandon(self) -> list[int]:
         """A crash: the requests in flight never complete; forget them."""

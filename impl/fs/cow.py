@@ -101,14 +101,19 @@ class ReflinkFs(ExtentFs):
         return error
 
     def _remap(self, inode: Inode, pos: int, size: int) -> None:
-        """Move the written part of the COW fork into the file; cancel the rest."""
+        """Move the written part of the COW fork into the file; cancel the rest, once no
+        other direct-I/O request of the inode is in flight (its staged blocks are in the
+        fork too: xfs_reflink_cancel_cow_range cancels the request's own range only)."""
         f = self.file(inode)
         bs = self.block_size
         # every block the written bytes touch (writeback passes a size clipped to i_size)
         done = range(pos // bs, -(-(pos + size) // bs)) if size else range(0)
+        quiet = self.dio_active.get(inode.ino, 0) <= 1  # this request alone, or none
         for key in [k for k in self.cow_fork if k[0] == inode.ino]:
-            dev = self.cow_fork.pop(key)
             blk = key[1]
+            if blk not in done and not quiet:
+                continue
+            dev = self.cow_fork.pop(key)
             if blk in done:
                 old = f.blocks.get(blk)
                 f.blocks[blk] = (dev, WRITTEN)
