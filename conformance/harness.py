@@ -602,6 +602,8 @@ def _crash(h: Harness, op: Crash) -> None:
 def _mmap_dirty(h: Harness, op: MmapDirty) -> None:
     f = h.files[op.file]
     h.world._need_pc().mmap_dirty(f, op.pos)  # contents unchanged: dirty and pinned
+    page = h.world.page_size
+    h.oracle = h.oracle.dirtied(f.ino, op.pos - op.pos % page, page)
 
 
 def _unpin(h: Harness, op: Unpin) -> None:

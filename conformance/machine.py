@@ -409,6 +409,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         at, keep, head, n = S.choose(draw, (size - size % bs, 0, 4 * bs), (False, True),
                                      (0, lbs, bs // 2), (bs, lbs, 2 * bs, bs + lbs))  # fmt: skip
         flags, dio, sync = S.choose(draw, ((), ("DSYNC",)), _PREALLOC_MODES, (True, True, False))
+        at = min(at, S.FAR)  # (the loff_t limit)
         self.apply(Fallocate(index, at, 2 * bs, keep))
         if self.engine == "legacy":
             dio = ()

@@ -240,8 +240,11 @@ class World:
         if (type(pos) is not int or pos < 0 or pos + len(buf) > LOFF_MAX or done_before
                 or type(done_before) is not int or fault_at is not None):  # fmt: skip
             _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
-        if op == "write" and pos > inode.size:
-            self.zero_eof(inode, pos)  # the filesystem's write checks, before the dio
+        lbs = self.device.logical_block_size
+        if op == "write" and pos > inode.size and not (pos | len(buf)) % lbs:
+            # the filesystem's write checks, before the dio, for a write that passes the
+            # alignment check (xfs_file_dio_write: -EINVAL comes first)
+            self.zero_eof(inode, pos)
         self.req += 1
         ubuf = UserBuffer(buf, self.page_size)
         if fault_at is not None:

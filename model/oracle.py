@@ -154,6 +154,14 @@ class Oracle:
         note = f"buffered write #{wid} [{start}, {end})"
         return self._with(ino, f.direct_write(start, end, wid, end - start, False, granule), note)
 
+    def dirtied(self, ino: int, pos: int, length: int) -> Oracle:
+        """``[pos, pos + length)`` is dirty in the page cache (an mmap write): contents
+        unchanged, but its writeback may move the on-disk i_size up to its end, clamped
+        to i_size (xfs_setfilesize at ioend, ext4's i_disksize at writeback)."""
+        start, end = _range("dirtied", pos, length)
+        f = self.file(ino, "dirtied")
+        return self._with(ino, f.disk_size_at([end]), f"dirtied [{start}, {end})")
+
     def truncate(self, ino: int, size: int) -> Oracle:
         """ftruncate to ``size``."""
         new, _ = _range("truncate", size, 0)

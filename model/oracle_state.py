@@ -163,10 +163,11 @@ class FileOracle:
             return evolve(f, since_sync=since, sizes_since_sync=sizes)
         ends = [stop]  # a direct write: its ->end_io moves the on-disk size (SIZE_RULES)
         if granule:  # written back a page at a time: the size at each page's ioend
-            ends += range(-(-(start + 1) // granule) * granule, stop + granule, granule)
-        return f._disk_size_at(ends)
+            # (from the page before: a write past EOF zeroes and dirties the old EOF page)
+            ends += range(max(granule, start - start % granule), stop + granule, granule)
+        return f.disk_size_at(ends)
 
-    def _disk_size_at(self, ends: list[int]) -> FileOracle:
+    def disk_size_at(self, ends: list[int]) -> FileOracle:
         """Data up to each of ``ends`` reached the disk: a commit may find the on-disk size
         moved to ``min(end, i_size)`` (`SIZE_RULES`: xfs_new_eof, ext4 i_disksize)."""
         floor = min(self.sizes_since_sync)

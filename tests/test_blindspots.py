@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dioconf.fsapi import check_filesystem
 
+from dioconf.fsapi import check_filesystem
 from tests import userfs
 
 
