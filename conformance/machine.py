@@ -173,6 +173,15 @@ class ConformanceMachine(RuleBasedStateMachine):
         may run then is `conformance.inflight`'s to say; `apply` fits the op to it)."""
         return self.h is not None
 
+    def clones(self) -> bool:
+        """The filesystem takes FICLONE: a reference one that shares blocks, or one of
+        yours with a ``reflink(src, dst)`` method."""
+        if self.fs in REFLINK:
+            return True
+        h = self.h
+        return self.fs_factory is not None and h is not None and callable(
+            getattr(h.world.fs, "reflink", None))
+
     def iomap(self) -> bool:
         return self.idle() and self.engine == "iomap"
 
@@ -314,7 +323,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         new = S.new_size(S.drawer(data), size, bs, lbs, page, self._edges(index))
         self.apply(Truncate(index, new))
 
-    @precondition(lambda self: self.idle() and self.fs in REFLINK)
+    @precondition(lambda self: self.idle() and self.clones())
     @rule(src=st.integers(0, 1))
     def reflink(self, src: int) -> None:
         self.apply(Reflink(src, 1 - src))
@@ -406,8 +415,10 @@ class ConformanceMachine(RuleBasedStateMachine):
         assert h is not None
         _, size, bs, lbs, _ = self._geometry(index)
         draw = S.drawer(data)
-        at, keep, head, n = S.choose(draw, (size - size % bs, 0, 4 * bs), (False, True),
-                                     (0, lbs, bs // 2), (bs, lbs, 2 * bs, bs + lbs))  # fmt: skip
+        free = (max(self._blocks(index), default=-1) + 1) * bs  # past every block: a hole
+        at, keep, head, n = S.choose(draw, (free, -(-size // bs) * bs, free + bs),
+                                     (False, True), (0, lbs, bs // 2),
+                                     (bs, lbs, 2 * bs, bs + lbs))  # fmt: skip
         flags, dio, sync = S.choose(draw, ((), ("DSYNC",)), _PREALLOC_MODES, (True, True, False))
         at = min(at, S.FAR)  # (the loff_t limit)
         self.apply(Fallocate(index, at, 2 * bs, keep))

@@ -186,13 +186,25 @@ class SuiteOperations(Protocol):
     def fsync(self, inode: Inode | None = None) -> int:
         """Make data and metadata durable: flush the device (``device.flush()``) first,
         then commit the metadata (block map, i_size) so that ``crash`` brings it back.
-        Returns 0 or a negative errno."""
+        The suite calls ``fsync(inode)`` for fsync(2) of one file and ``fsync(None)``
+        for a sync of everything (``BlockFs.fsync`` also takes a byte range, which the
+        suite never passes). A commit may take every file's metadata with it (a
+        journal does): the contract checker assumes so unless ``metadata_dirty`` says
+        otherwise. Returns 0 or a negative errno.
+
+        The committed i_size of a file: what the oracle lets a crash bring back is any
+        i_size the file had in core since its last fsync, and also, per the kernel:
+        the end of a completed direct write clamped to the in-core size (xfs_new_eof
+        at unwritten conversion, ext4's i_disksize at the write's completion), and the
+        end of each page written back, clamped likewise (xfs_setfilesize at ioend).
+        So move the committed i_size only once the data below it is on the device."""
         ...
 
     def crash(self) -> None:
         """Power failure: call ``device.crash()`` and go back to the last committed
         metadata, as journal replay would; every ``Inode`` the suite holds must then show
-        the committed i_size (update them in place)."""
+        the committed i_size (update them in place). A file created since the last
+        commit does not survive (the suite fsyncs after creating its files)."""
         ...
 
 
@@ -271,7 +283,23 @@ class IomapOptionalCallbacks(Protocol):
         ...
 
     def dio_start(self, inode: Inode) -> None:
-        """A direct request starts (before its first ``iomap_begin``): per-request state."""
+        """A direct request starts (before its first ``iomap_begin``): per-request state.
+        Requests of one file may overlap in time: an async request can be in flight
+        while others run (keep per-request state per request, not per inode)."""
+        ...
+
+    def metadata_dirty(self, inode: Inode) -> bool:
+        """Whether the file's metadata (block map, i_size) changed since it was last
+        committed (``BlockFs`` has it). The contract checker's ``[dirty-missing]`` asks
+        it; without it, the checker compares i_size and the extent map with what they
+        were at the last ``fsync`` of any file (define it if you commit elsewhere)."""
+        ...
+
+    def reflink(self, src: Inode, dst: Inode) -> None:
+        """FICLONE: ``dst`` becomes a copy of ``src`` sharing its blocks (then
+        ``extent_at`` reports them with IOMAP_F_SHARED, and a write to them must copy on
+        write: new blocks flagged SHARED|NEW, remapped by ``end_io`` on COW). Define it
+        and the suite clones files too."""
         ...
 
 

@@ -112,7 +112,13 @@ class ExtentFs:
         return self.inodes[ino]
 
     def file(self, inode: Inode) -> FileMeta:
-        return self.meta.files[inode.ino]
+        try:
+            return self.meta.files[inode.ino]
+        except KeyError:
+            raise LookupError(
+                f"inode {inode.ino}: no such file (one created after the last commit does "
+                "not survive a crash: fsync after creating it)"
+            ) from None
 
     def sync_size(self, inode: Inode) -> None:
         """Keep the metadata's i_size equal to the inode's (after the engine moved it)."""
