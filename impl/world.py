@@ -125,23 +125,34 @@ class World:
         size, bs = inode.size, self.fs.block_size
         if new_end <= size or not size % bs:
             return
-        end = min(new_end, size - size % bs + bs)
-        if self.pc is not None:  # and written back, so it is as durable as i_size
-            self.pc.zero_range(inode, size, end)
-            self.pc.writeback(inode, size, end - size)
+        self._zero_block_tail(inode, size, min(new_end, size - size % bs + bs))
+
+    def _zero_block_tail(self, inode: Inode, start: int, end: int) -> None:
+        """Zero ``[start, end)`` (inside one block) where the file holds data, written
+        back at once, so that it is as durable as the i_size change it comes before."""
+        if self.pc is not None:
+            self.pc.zero_range(inode, start, end)
+            self.pc.writeback(inode, start, end - start)
             return
-        m = self.fs.extent_at(inode, size, end - size)
+        m = self.fs.extent_at(inode, start, end - start)
         if m.type != "MAPPED" or m.addr is None:
             return  # a hole or unwritten block reads as zeros already
         lbs = self.device.logical_block_size
-        addr = m.addr + size - m.offset
-        lo, hi = addr - addr % lbs, -(-(addr + end - size) // lbs) * lbs
+        addr = m.addr + start - m.offset
+        lo, hi = addr - addr % lbs, -(-(addr + end - start) // lbs) * lbs
         block = self.device.read(lo, hi - lo)
-        block[addr - lo : addr - lo + end - size] = bytes(end - size)
+        block[addr - lo : addr - lo + end - start] = bytes(end - start)
         self.device.write(lo, block)
 
     def truncate(self, inode: Inode, size: int) -> None:
-        """truncate(2): the page cache first (it zeroes the tail of a partial EOF page)."""
+        """truncate(2): the page cache first (it zeroes the tail of a partial EOF page).
+        Down to a size inside a block, the rest of that block is zeroed and written
+        before the size changes (xfs_setattr_size: xfs_truncate_page, then
+        filemap_write_and_wait_range when it zeroed), so that old data past the new EOF
+        never comes back inside a later EOF."""
+        bs = self.fs.block_size
+        if size < inode.size and size % bs:
+            self._zero_block_tail(inode, size, min(inode.size, size - size % bs + bs))
         self.zero_eof(inode, size)
         if self.pc is not None:
             self.pc.truncate(inode, size)

@@ -20,6 +20,7 @@ from dioconf.conformance.ops import (
     Fsync,
     MmapDirty,
     Punch,
+    Reflink,
     Truncate,
 )
 
@@ -63,6 +64,28 @@ STORIES: dict[str, tuple[dict[str, Any], list[Any]]] = {
     "inflight-cow-staging-kept-reflink": ({"fs": "reflink"}, [
         DirectWrite(0, 0, 8192, 1), DirectWrite(0, 0, 8192, 2, sync=False),
         DirectWrite(1, 0, 512, 3), CompleteBio(0), Crash()]),
+    # nightly: blocks a direct write allocated past EOF (ext4: written, the inode an
+    # orphan) were committed by another file's fsync while the write was in flight; after
+    # the crash nothing freed them (ext4_orphan_cleanup does) and a fallocate exposed them
+    "nightly-orphan-blocks-freed-at-mount": ({"fs": "overwrite"}, [
+        DirectWrite(1, 512, 12288, 2, dio=("PARTIAL",), sync=False, fault_at=4096),
+        Fsync(0), Crash(), Fallocate(1, 0, 8192)]),
+    "nightly-orphan-blocks-freed-at-mount-reflink": ({"fs": "reflink"}, [
+        DirectWrite(0, 3584, 12288, 2, dio=("PARTIAL",), sync=False, fault_at=4096),
+        Fsync(0), Crash(), DirectWrite(0, 16384, 512, 3, flags=("DSYNC",))]),
+    # nightly: truncate down inside a block left the old data past the new EOF on disk;
+    # a later extension and crash showed it (xfs_setattr_size zeroes and writes it first)
+    "nightly-truncate-zeroes-the-eof-block": ({"fs": "xfs-like"}, [
+        DirectWrite(1, 0, 1024, 1, flags=("DSYNC",)), Truncate(1, 512), Fsync(0), Crash(),
+        BufferedWrite(1, 0, 4096, 2), DirectWrite(1, 4096, 8192, 3), Fsync(0), Crash()]),
+    # nightly, dev seed 2: a page-cache writeback's ->end_io cancelled the COW staging of
+    # a direct write in flight (btrfs-like)
+    "nightly-writeback-keeps-cow-staging": ({"fs": "btrfs-like"}, [
+        Fallocate(0, 0, 4096), MmapDirty(0, 0), DirectWrite(0, 4096, 4096, 1, sync=False),
+        Fsync(0), Fallocate(0, 12288, 8192)]),
+    "dev2-buffered-fallback-keeps-cow-staging": ({"fs": "btrfs-like"}, [
+        BufferedWrite(0, 0, 512, 1), DirectWrite(0, 4096, 8192, 2, sync=False),
+        FileWrite(0, 0, 512, 3), Reflink(0, 1)]),
 }  # fmt: skip
 
 

@@ -101,6 +101,7 @@ class ExtentFs:
         # completion (ext4_truncate_failed_write), so no stale block stays in the file
         self.fresh: dict[int, set[int]] = {}
         self.dio_active: dict[int, int] = {}  # direct-I/O requests in flight, per inode
+        self.durable_orphans: dict[int, set[int]] = {}  # `fresh` as the last commit saw it
         self.capacity = device.size // block_size  # type: ignore[attr-defined]
 
     # -- files --------------------------------------------------------------------
@@ -156,6 +157,9 @@ class ExtentFs:
         m.free.extend(m.busy)  # the frees are part of this commit: reusable from now on
         m.busy.clear()
         self.durable = self._commit(m, self.durable)
+        # inodes with blocks allocated past EOF by direct writes in flight are on the
+        # orphan list in this commit (ext4_dio_write_iter: ext4_orphan_add)
+        self.durable_orphans = {ino: set(b) for ino, b in self.fresh.items() if b}
         return 0
 
     @staticmethod
@@ -179,10 +183,29 @@ class ExtentFs:
         d = self.durable
         self.meta = Meta({ino: FileMeta(f.size, f.blocks.copy()) for ino, f in d.files.items()},
                          list(d.free), list(d.busy), d.next_block, dict(d.refs))  # fmt: skip
+        self._orphan_cleanup()
         for ino, f in self.meta.files.items():
             self.inodes.setdefault(ino, Inode(ino)).size = f.size
         for ino in [i for i in self.inodes if i not in self.meta.files]:
             del self.inodes[ino]
+
+    def _orphan_cleanup(self) -> None:
+        """At mount after a crash: the blocks past i_size of an orphan inode are freed
+        (ext4_orphan_cleanup truncates it to i_size), so blocks a direct write allocated
+        past EOF, committed by another file's fsync before the write completed, never
+        show their stale contents inside a later EOF."""
+        bs = self.block_size
+        for ino, blocks in self.durable_orphans.items():
+            f = self.meta.files.get(ino)
+            if f is None:
+                continue
+            eof = -(-f.size // bs)
+            for blk in sorted(blocks):
+                if blk >= eof and blk in f.blocks:
+                    dev = f.blocks.pop(blk)[0]
+                    self.meta.refs.pop(dev, None)
+                    self.meta.free.append(dev)
+        self.durable_orphans = {}
 
     # -- allocation -----------------------------------------------------------------
 

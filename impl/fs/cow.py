@@ -96,11 +96,14 @@ class ReflinkFs(ExtentFs):
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
         if "WRITE" in flags and "COW" in flags:
-            self._remap(inode, pos, size if not error else 0)
+            # alone: no other direct-I/O request of the inode in flight (a writeback is
+            # not one of them; a direct request counts itself)
+            alone = self.dio_active.get(inode.ino, 0) <= (0 if "WRITEBACK" in flags else 1)
+            self._remap(inode, pos, size if not error else 0, alone)
         self.write_done(inode, pos, size, error, flags)
         return error
 
-    def _remap(self, inode: Inode, pos: int, size: int) -> None:
+    def _remap(self, inode: Inode, pos: int, size: int, alone: bool = True) -> None:
         """Move the written part of the COW fork into the file; cancel the rest, once no
         other direct-I/O request of the inode is in flight (its staged blocks are in the
         fork too: xfs_reflink_cancel_cow_range cancels the request's own range only)."""
@@ -108,10 +111,9 @@ class ReflinkFs(ExtentFs):
         bs = self.block_size
         # every block the written bytes touch (writeback passes a size clipped to i_size)
         done = range(pos // bs, -(-(pos + size) // bs)) if size else range(0)
-        quiet = self.dio_active.get(inode.ino, 0) <= 1  # this request alone, or none
         for key in [k for k in self.cow_fork if k[0] == inode.ino]:
             blk = key[1]
-            if blk not in done and not quiet:
+            if blk not in done and not alone:
                 continue
             dev = self.cow_fork.pop(key)
             if blk in done:
