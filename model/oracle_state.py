@@ -156,12 +156,12 @@ class FileOracle:
             return self
         f, band = self._grow(stop)
         f = evolve(f, now=f.now.assign(start, stop, new))._record(band, (start, stop))
-        if durable:  # the sync committed a size covering the data (see SIZE_RULES)
+        if durable:  # the sync committed a size covering the data (crash rule dsync-durable)
             since = f.since_sync.copy_from(f.now, start, stop)
             sizes = frozenset(s for s in f.sizes_since_sync if s >= stop) | f.sizes
             sizes |= frozenset(min(stop, s) for s in f.sizes)
             return evolve(f, since_sync=since, sizes_since_sync=sizes)
-        ends = [stop]  # a direct write: its ->end_io moves the on-disk size (SIZE_RULES)
+        ends = [stop]  # a direct write's ->end_io moves the on-disk size (size-at-dio-end)
         if granule:  # written back a page at a time: the size at each page's ioend
             # (from the page before: a write past EOF zeroes and dirties the old EOF page)
             ends += range(max(granule, start - start % granule), stop + granule, granule)
@@ -169,7 +169,7 @@ class FileOracle:
 
     def disk_size_at(self, ends: list[int]) -> FileOracle:
         """Data up to each of ``ends`` reached the disk: a commit may find the on-disk size
-        moved to ``min(end, i_size)`` (`SIZE_RULES`: xfs_new_eof, ext4 i_disksize)."""
+        moved to ``min(end, i_size)`` (`crash_rules`: size-at-dio-end, size-at-writeback)."""
         floor = min(self.sizes_since_sync)
         extra = frozenset(c for e in ends for s in self.sizes if (c := min(e, s)) > floor)
         if extra <= self.sizes_since_sync:

@@ -540,3 +540,23 @@ def test_a_buffered_extension_reaches_the_disk_a_page_at_a_time() -> None:
     assert kinds(o.check_size(1, KIB4 + 512)) == [(512, 3 * KIB4, "size")]
     o = Oracle().create(1).buffered_write(1, 0, 3 * KIB4, 2).crash()  # no granule: no steps
     assert kinds(o.check_size(1, KIB4)) == [(0, 3 * KIB4, "size")]
+
+
+def test_every_crash_rule_names_its_families_and_kernel_functions():
+    from dioconf.model.crash_rules import ALL, CRASH_RULES
+
+    names = [r.name for r in CRASH_RULES]
+    assert len(names) == len(set(names))
+    for r in CRASH_RULES:
+        assert r.families and set(r.families) <= set(ALL), r.name
+        assert "_" in r.kernel or "->" in r.kernel, r.name  # a kernel function is cited
+
+
+def test_a_direct_write_end_inside_the_in_core_size_is_a_crash_candidate():
+    """size-at-dio-end: in-core 4608 (a buffered write), a direct write of [0, 512)
+    completes: a commit may find 512 (xfs_new_eof), which the in-core size never was."""
+    o = Oracle().create(1).buffered_write(1, 4096, 512, 1, 4096)
+    o = o.direct_write(1, 0, 512, 2, 512, durable=False)
+    sizes = o.file(1).sizes_since_sync
+    assert 512 in sizes and 4608 in sizes
+    assert 100 not in sizes  # nothing else: a size no write ended at
