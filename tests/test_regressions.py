@@ -70,6 +70,9 @@ STORIES: dict[str, tuple[dict[str, Any], list[Any]]] = {
     "nightly-orphan-blocks-freed-at-mount": ({"fs": "overwrite"}, [
         DirectWrite(1, 512, 12288, 2, dio=("PARTIAL",), sync=False, fault_at=4096),
         Fsync(0), Crash(), Fallocate(1, 0, 8192)]),
+    "dev9-orphan-cleanup-committed": ({"fs": "reflink"}, [
+        DirectWrite(0, 512, 8192, 2, dio=("PARTIAL",), sync=False, fault_at=4096),
+        Fsync(0), Crash(), Crash(), Truncate(0, 65536)]),
     "nightly-orphan-blocks-freed-at-mount-reflink": ({"fs": "reflink"}, [
         DirectWrite(0, 3584, 12288, 2, dio=("PARTIAL",), sync=False, fault_at=4096),
         Fsync(0), Crash(), DirectWrite(0, 16384, 512, 3, flags=("DSYNC",))]),

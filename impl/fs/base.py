@@ -195,6 +195,7 @@ class ExtentFs:
         past EOF, committed by another file's fsync before the write completed, never
         show their stale contents inside a later EOF."""
         bs = self.block_size
+        freed = False
         for ino, blocks in self.durable_orphans.items():
             f = self.meta.files.get(ino)
             if f is None:
@@ -205,7 +206,10 @@ class ExtentFs:
                     dev = f.blocks.pop(blk)[0]
                     self.meta.refs.pop(dev, None)
                     self.meta.free.append(dev)
+                    freed = True
         self.durable_orphans = {}
+        if freed:  # the mount's own transaction: committed, a second crash keeps it
+            self.durable = self._commit(self.meta, self.durable)
 
     # -- allocation -----------------------------------------------------------------
 
