@@ -126,10 +126,24 @@ class ReflinkFs(ExtentFs):
         self._unshare_singles()
 
     def _unshare_singles(self) -> None:
-        for f in self.meta.files.values():
-            for blk, (dev, state) in f.blocks.items():
-                if state == SHARED and self.meta.refs.get(dev, 1) <= 1:
+        """Blocks one file alone owns stop being shared: in core and in the last commit
+        too. While the commit still shares a block, a write to it copies on write: an
+        in-place overwrite would land in the other file's block once a crash brings the
+        commit back (the refcount decrement is not durable yet)."""
+        owners: dict[int, set[int]] = {}  # device block -> the files the commit gives it
+        for ino, d in self.durable.files.items():
+            for dev, _ in d.blocks.values():
+                owners.setdefault(dev, set()).add(ino)
+        for ino, f in self.meta.files.items():
+            for blk, (dev, state) in list(f.blocks.items()):
+                if (state == SHARED and self.meta.refs.get(dev, 1) <= 1
+                        and owners.get(dev, {ino}) <= {ino}):  # fmt: skip
                     f.blocks[blk] = (dev, WRITTEN)
+
+    def fsync(self, inode: Inode | None = None, pos: int = 0, length: int = 0) -> int:
+        ret = super().fsync(inode, pos, length)
+        self._unshare_singles()  # the commit made the remaps and decrements durable
+        return ret
 
     def crash(self) -> None:
         self.cow_fork.clear()
