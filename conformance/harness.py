@@ -19,6 +19,7 @@ applied), the kind of failure and what to save (trace events, operations).
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -55,6 +56,8 @@ from .ops import (
 from .orders import allowed_results, check_completion_orders
 from .snapshot import data_ranges, merge_ranges, read_view
 
+_READ_EXPECTED = re.compile(r"read (.*), expected (.*)\.$")
+_WID = re.compile(r"write #(\d+)")
 EIOCBQUEUED = -529
 EAGAIN = -11
 MAX_ORDER_BIOS = 16  # in-flight bios up to which every completion order is checked by z3
@@ -325,9 +328,31 @@ class Harness:
 
     def _problems(self, problems: list[Problem]) -> None:
         if problems:
+            texts = [self._foreign(p) for p in problems[:4]]
             worst = next((p for p in problems if p.kind in ("stale", "lost")), problems[0])
             kind = "contents" if worst.kind == "mismatch" else worst.kind
-            self.fail(kind, "; ".join(str(p) for p in problems[:4]))
+            if any(t != str(p) for t, p in zip(texts, problems, strict=False)):
+                kind = "stale"  # another file's data: an exposure, whatever else it is
+            self.fail(kind, "; ".join(texts))
+
+    def _foreign(self, p: Problem) -> str:
+        """``p``'s message, saying so when what was read is another file's write (a
+        block shared or reused while the commit still gave it to that file)."""
+        m = _READ_EXPECTED.search(p.message)
+        index = next((i for i, f in enumerate(self.files) if f.ino == p.ino), None)
+        if m is None or index is None:
+            return str(p)
+        got, want = m.group(1), m.group(2)
+        wids = {int(w) for w in _WID.findall(got)} - {int(w) for w in _WID.findall(want)}
+        cloned = any(isinstance(op, Reflink) and op.dst == index for op in self.ops)
+        owners = {getattr(op, "wid", None): op.file for op in self.ops if hasattr(op, "wid")}
+        other = sorted(w for w in wids if owners.get(w, index) != index)
+        if not other or cloned:
+            return str(p)
+        names = ", ".join(f"write #{w} (to file {owners[w]})" for w in other)
+        return (f"{p} This is another file's data: {names}; a block the last commit still "
+                "gives to this file was reused or written in place (a free or an unshare "
+                "not yet committed?).")
 
     def _check_range(self, index: int, pos: int, end: int) -> None:
         """The implementation's view of [pos, end) against the oracle, which then keeps
