@@ -34,6 +34,7 @@ from ..model.oracle import Oracle, Problem
 from ..model.oracle_state import ZERO_SET
 from ..model.pattern import pattern
 from ..traces.replay import StreamReplayer
+from . import file_ops as F
 from .inflight import WAITS_FOR_DIO, conflict, own_bios, widen
 from .ops import (
     BufferedRead,
@@ -55,6 +56,7 @@ from .ops import (
 )
 from .orders import allowed_results, check_completion_orders
 from .snapshot import data_ranges, merge_ranges, read_view
+from .verdicts import bio_statuses, check_cache_fresh, check_unchanged
 
 _READ_EXPECTED = re.compile(r"read (.*), expected (.*)\.$")
 _WID = re.compile(r"write #(\d+)")
@@ -388,53 +390,6 @@ def _bios_of(h: Harness, req: int) -> int:
     return sum(1 for e in h.world.trace.events if e["ev"] == "bio" and e.get("req") == req)
 
 
-def _bio_statuses(h: Harness, req: int) -> set[int]:
-    """The statuses the bios of request ``req`` completed with (so far)."""
-    return {e["status"] for e in h.world.trace.events
-            if e["ev"] == "bio_end" and e.get("req") == req}  # fmt: skip
-
-
-def _check_unchanged(h: Harness, op: DirectWrite) -> None:
-    """A NOWAIT write the filesystem refused with -EAGAIN changed nothing: the caller
-    retries it without NOWAIT (or not at all), so data written before the refusal is a
-    change the caller was told did not happen (883a790a8440: xfs submitted part of a
-    NOWAIT write, then failed the next mapping with -EAGAIN)."""
-    f = h.files[op.file]
-    end = min(op.pos + op.length, f.size)
-    if op.pos >= end:
-        return
-    problems = h.oracle.check_read(f.ino, op.pos, read_view(h.world, f, op.pos, end))
-    if problems:
-        h.fail("contents", f"NOWAIT write #{op.wid} [{op.pos}, {op.pos + op.length}) returned "
-                           "-EAGAIN but changed the file (a NOWAIT write must span one "
-                           "mapping or be refused before any I/O): "
-                           + "; ".join(str(p) for p in problems[:3]))  # fmt: skip
-
-
-def _check_cache_fresh(h: Harness, op: DirectWrite, n: int) -> None:
-    """Once a direct write has completed, no cached page of its range holds data older
-    than the write: pages cached before it or while it ran (a racing buffered read) are
-    invalidated after ->end_io (iomap_dio_complete: kiocb_invalidate_post_direct_write,
-    "has to be after ->end_io()"). A pinned page cannot be invalidated ("tough"): the
-    seed allows it, so it is skipped."""
-    if h.world.pc is None or n <= 0:
-        return
-    f = h.files[op.file]
-    ps = h.world.page_size
-    start, end = op.pos, min(op.pos + n, f.size)
-    for index, page in sorted(h.world.pc.pages(f).items()):
-        a, b = max(start, index * ps), min(end, (index + 1) * ps)
-        if a >= b or page.pinned:
-            continue
-        data = bytes(page.data[a - index * ps : b - index * ps])
-        problems = h.oracle.check_read(f.ino, a, data)
-        if problems:
-            h.fail("contents", f"a cached page of [{a}, {b}) holds data older than direct "
-                               f"write #{op.wid}, which has completed (the page cache must be "
-                               "invalidated after ->end_io, iomap_dio_complete): "
-                               + "; ".join(str(p) for p in problems[:3]))  # fmt: skip
-
-
 def _written(ret: int, done_before: int) -> int:
     """Bytes a direct request did (ret includes done_before only when positive)."""
     return ret - done_before if ret > 0 else ret
@@ -476,8 +431,8 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
     if isinstance(op, DirectWrite):
         if n < 0 and not _bios_of(h, req):
             pass  # refused before any I/O: nothing changed
-        elif n == EAGAIN and "NOWAIT" in op.flags and EAGAIN not in _bio_statuses(h, req):
-            _check_unchanged(h, op)  # NOWAIT answered -EAGAIN: the file must not change
+        elif n == EAGAIN and "NOWAIT" in op.flags and EAGAIN not in bio_statuses(h, req):
+            check_unchanged(h, op)  # NOWAIT answered -EAGAIN: the file must not change
         else:
             if n == EAGAIN and "NOWAIT" in op.flags:
                 # quirk: a REQ_NOWAIT bio failed with BLK_STS_AGAIN (iomap_dio_bio_end_io,
@@ -502,7 +457,7 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
                     h.stats.quirks += 1
                     h.oracle = h.oracle.may_be_zeroed(f.ino, end - end % bs, end % bs)
         if n > 0:
-            _check_cache_fresh(h, op, n)
+            check_cache_fresh(h, op, n)
     elif n > 0:
         data = bytes(buf[:n])
         h._problems(h.oracle.check_read(f.ino, op.pos, data))
@@ -535,122 +490,19 @@ def _dio_wait(h: Harness) -> None:
         _complete_bio(h, CompleteBio(0))
 
 
-def _file_write(h: Harness, op: FileWrite) -> None:
-    f = h.files[op.file]
-    h._plan = iter(())
-    data = pattern(op.wid, op.pos, op.length)
-    ret = h.world.file_write(f, op.pos, data, flags=op.flags)
-    h._feed()
-    durable = ret > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
-    h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid, ret if ret >= 0 else -1,
-                                     durable=durable, granule=h.world.page_size)  # fmt: skip
-    h._check_range(op.file, op.pos, op.pos + op.length)
-
-
-def _buffered_write(h: Harness, op: BufferedWrite) -> None:
-    f = h.files[op.file]
-    n = h.world.buffered_write(f, op.pos, pattern(op.wid, op.pos, op.length))
-    if n > 0:
-        h.oracle = h.oracle.buffered_write(f.ino, op.pos, n, op.wid, h.world.page_size)
-    h._check_range(op.file, op.pos, op.pos + op.length)
-
-
-def _buffered_read(h: Harness, op: BufferedRead) -> None:
-    f = h.files[op.file]
-    data = h.world.buffered_read(f, op.pos, op.length)
-    want = max(0, min(op.length, f.size - op.pos))
-    if len(data) != want:
-        h.fail("size", f"buffered read of [{op.pos}, +{op.length}) returned {len(data)} bytes "
-                       f"with i_size {f.size}; expected {want}")  # fmt: skip
-    h._problems(h.oracle.check_read(f.ino, op.pos, data))
-    h.oracle = h.oracle.observe(f.ino, op.pos, data)
-
-
-def _fallocate(h: Harness, op: Fallocate) -> None:
-    f = h.files[op.file]
-    h.world.fallocate(f, op.pos, op.length, op.keep_size)
-    h.oracle = h.oracle.fallocate(f.ino, op.pos, op.length, op.keep_size)
-    h._check_range(op.file, op.pos, op.pos + op.length)
-
-
-def _punch(h: Harness, op: Punch) -> None:
-    f = h.files[op.file]
-    h.world.punch(f, op.pos, op.length)
-    h.oracle = h.oracle.punch(f.ino, op.pos, op.length)
-    h._check_range(op.file, op.pos, op.pos + op.length)
-
-
-def _truncate(h: Harness, op: Truncate) -> None:
-    f = h.files[op.file]
-    old = f.size
-    h.world.truncate(f, op.size)
-    h.oracle = h.oracle.truncate(f.ino, op.size)
-    h._check_range(op.file, min(old, op.size) - min(old, op.size) % h.block_size,
-                   max(old, op.size))  # fmt: skip
-
-
-def _reflink(h: Harness, op: Reflink) -> None:
-    src, dst = h.files[op.src], h.files[op.dst]
-    h.world.reflink(src, dst)
-    size = src.size
-    h.oracle = h.oracle.truncate(dst.ino, 0).reflink(src.ino, 0, dst.ino, 0, size)
-    h._check_file(op.dst)
-
-
-def _fsync(h: Harness, op: Fsync) -> None:
-    f = h.files[op.file]
-    if h.world.fsync(f) == 0:
-        h.oracle = h.oracle.fsync(f.ino)
-
-
-def _crash(h: Harness, op: Crash) -> None:
-    p = h.pending
-    if p is not None:  # never completes: its bios may or may not have landed
-        h.pending = None
-        if isinstance(p.op, DirectWrite):
-            h.oracle = h.oracle.direct_write(p.ino, p.op.pos, p.op.length, p.op.wid, -1,
-                                             durable=False)  # fmt: skip
-    h._feed()
-    h.abandoned.update(h.stream.abandon())
-    h.world.crash()
-    h.stats.crashes += 1
-    h.oracle = h.oracle.crash()
-    for i, f in enumerate(h.files):
-        problems = h.oracle.check_size(f.ino, f.size)
-        if problems:
-            h._problems(problems)
-        h.oracle = h.oracle.observe_size(f.ino, f.size)
-        h._check_file(i)
-        h.oracle = h.oracle.settle(f.ino)
-
-
-def _mmap_dirty(h: Harness, op: MmapDirty) -> None:
-    f = h.files[op.file]
-    h.world._need_pc().mmap_dirty(f, op.pos)  # contents unchanged: dirty and pinned
-    page = h.world.page_size
-    h.oracle = h.oracle.dirtied(f.ino, op.pos - op.pos % page, page)
-
-
-def _unpin(h: Harness, op: Unpin) -> None:
-    f = h.files[op.file]
-    pc = h.world._need_pc()
-    for index in list(pc.pages(f)):
-        pc.unpin(f, index * h.world.page_size)
-
-
 _HANDLERS: dict[type, Callable[[Harness, Any], None]] = {
-    MmapDirty: _mmap_dirty,
-    Unpin: _unpin,
+    MmapDirty: F.mmap_dirty,
+    Unpin: F.unpin,
     DirectWrite: _direct,
     DirectRead: _direct,
     CompleteBio: _complete_bio,
-    FileWrite: _file_write,
-    BufferedWrite: _buffered_write,
-    BufferedRead: _buffered_read,
-    Fallocate: _fallocate,
-    Punch: _punch,
-    Truncate: _truncate,
-    Reflink: _reflink,
-    Fsync: _fsync,
-    Crash: _crash,
+    FileWrite: F.file_write,
+    BufferedWrite: F.buffered_write,
+    BufferedRead: F.buffered_read,
+    Fallocate: F.fallocate,
+    Punch: F.punch,
+    Truncate: F.truncate,
+    Reflink: F.reflink,
+    Fsync: F.fsync,
+    Crash: F.crash,
 }
