@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_args import natural, positive
 from .cli_check import add_parser as add_check_parser
 from .cli_run import add_parser as add_run_parser
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dioconf",
         description="Reference model of Linux direct I/O and a conformance suite built on it.",
     )
+    parser.add_argument("--version", action="version", version=f"dioconf {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_parser(sub)
     add_check_parser(sub)
@@ -171,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fs", default="all", choices=["ext4", "xfs", "btrfs", "all"])
     r.add_argument("--scenario", action="append", default=[], metavar="NAME",
                    help="a built-in scenario (repeatable; default: all of them)")  # fmt: skip
-    r.add_argument("--random", type=int, metavar="SEED", help="a random workload by seed")
-    r.add_argument("--ops", type=int, default=40, help="operations of --random (default 40)")
+    r.add_argument("--random", type=natural, metavar="SEED", help="a random workload by seed")
+    r.add_argument("--ops", type=positive, default=40,
+                   help="operations of --random (default 40)")  # fmt: skip
     r.add_argument("--out", default="recorded", help="output folder (default ./recorded)")
     r.add_argument("--name", default="command", help="trace name for a COMMAND recording")
     r.add_argument("--list", action="store_true", help="list the built-in scenarios")
@@ -206,9 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dioconf")
+    except Exception:  # not installed (run from a checkout)
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's own usage, naming what it does not know
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except BrokenPipeError:  # e.g. piped into head

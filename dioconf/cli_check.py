@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from .cli_args import natural, positive
+
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks")
 
@@ -29,8 +31,8 @@ def add_parser(sub: Any) -> None:
                    help="pkg.module:factory (the current directory is importable)")  # fmt: skip
     p.add_argument("--profile", default="ci", choices=["ci", "dev", "nightly"],
                    help="ci: derandomized and bounded (default); dev; nightly: long")  # fmt: skip
-    p.add_argument("--seed", type=int, help="random seed (instead of the profile's)")
-    p.add_argument("--examples", type=int, metavar="N", help="examples per filesystem")
+    p.add_argument("--seed", type=natural, help="random seed (instead of the profile's)")
+    p.add_argument("--examples", type=positive, metavar="N", help="examples per filesystem")
     p.add_argument("--engine", choices=["iomap", "legacy"],
                    help="the engine (default: iomap with iomap_begin, else legacy)")  # fmt: skip
     p.add_argument("--out", default="dioconf-failures", metavar="DIR",

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from .cli_args import natural, positive
+
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks",
            "divergences")
@@ -25,17 +27,18 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--profile", default="ci", choices=["ci", "dev", "nightly"],
                    help="ci: derandomized and bounded (default); dev; nightly: long")  # fmt: skip
-    p.add_argument("--seed", type=int, help="random seed (instead of the profile's)")
+    p.add_argument("--seed", type=natural, help="random seed (instead of the profile's)")
     p.add_argument("--fs", action="append", default=[], metavar="NAME",
                    help="only this filesystem (repeatable): overwrite, xfs-like, reflink, "
                    "btrfs-like, getblock")  # fmt: skip
     p.add_argument("--engine", action="append", default=[], choices=["iomap", "legacy"],
                    help="only this engine (repeatable)")  # fmt: skip
-    p.add_argument("--examples", type=int, metavar="N", help="examples per filesystem")
+    p.add_argument("--examples", type=positive, metavar="N", help="examples per filesystem")
     p.add_argument("--out", default="dioconf-failures", metavar="DIR",
                    help="where counterexamples go (default ./dioconf-failures)")  # fmt: skip
     p.add_argument("--image-dir", metavar="DIR", help="where the sparse images live")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="filesystems run in parallel")
+    p.add_argument("--jobs", "-j", type=positive, default=1, metavar="N",
+                   help="filesystems run in parallel (at least 1)")  # fmt: skip
     p.add_argument("--plant", metavar="BUG", help="plant a known engine bug (quality check)")
     p.add_argument("--no-proofs", action="store_true", help="skip the z3 proofs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

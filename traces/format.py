@@ -212,6 +212,8 @@ def _load_object(text: str) -> dict[str, Any]:
         raise Problem(f"invalid JSON: {e.msg} at column {e.colno}") from None
     except ValueError as e:  # e.g. an integer with too many digits
         raise Problem(f"invalid JSON: {e}") from None
+    except RecursionError:  # arrays or objects nested past the parser's stack
+        raise Problem("invalid JSON: nested too deeply (no trace field nests)") from None
     if not isinstance(obj, dict):
         raise Problem(f"each line must be a JSON object, got {_json_kind(obj)}")
     return obj
