@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class RunReport:
     seed: int | None
     combos: list[ComboResult] = field(factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -142,7 +144,8 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
               fs_factory: Callable[[Any], Any] | None = None,
               hypothesis_settings: settings | None = None,
               repro_factory: tuple[str, str | None] | None = None,
-              do_minimize: bool = True) -> ComboResult:  # fmt: skip
+              do_minimize: bool = True,
+              stop: Callable[[], bool] | None = None) -> ComboResult:  # fmt: skip
     """Run the machine of one filesystem and engine; a failure is written out.
 
     ``fs_factory`` (device -> filesystem) replaces the reference filesystem named ``fs``
@@ -151,6 +154,15 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
     the profile's settings. ``do_minimize``: after Hypothesis has shrunk a failure,
     delete the steps it does not need (`conformance.minimize`)."""
     s = hypothesis_settings if hypothesis_settings is not None else make_settings(profile, examples)
+    if stop is not None:  # an interrupt is acted on at the next example at the latest
+        tick = on_example
+
+        def on_example() -> None:
+            if stop():
+                raise KeyboardInterrupt
+            if tick is not None:
+                tick()
+
     machine = machine_for(fs, engine, image_dir=image_dir, on_example=on_example,
                           fs_factory=fs_factory)  # fmt: skip
     test = get_state_machine_test(machine, settings=s)
@@ -199,10 +211,19 @@ def _write_failure(exc: ConformanceFailure, out: Path, fs: str, engine: str,
                    dict(exc.config))  # fmt: skip
 
 
+_STOP: list[int] = []  # a worker process: the signals it got
+
+
+def _stop_worker(signum: int, _frame: Any) -> None:
+    _STOP.append(signum)  # acted on at the next example (see `run_combo`'s ``stop``)
+
+
 def _worker(args: tuple[Any, ...]) -> ComboResult:
     fs, engine, profile, seed, examples, out_dir, image_dir, plant = args
+    for sig in (signal.SIGINT, signal.SIGTERM):  # interrupted: stop at the next example
+        signal.signal(sig, _stop_worker)
     return run_combo(fs, engine, profile, seed=seed, examples=examples, out_dir=out_dir,
-                     image_dir=image_dir, plant=plant)  # fmt: skip
+                     image_dir=image_dir, plant=plant, stop=lambda: bool(_STOP))  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -220,9 +241,12 @@ def _progress(enabled: bool) -> Iterator[Any]:
 def run_suite(profile: str = "ci", *, seed: int | None = None, fs: Sequence[str] = (),
               engine: Sequence[str] = (), examples: int | None = None,
               out_dir: str | os.PathLike[str] = "dioconf-failures", image_dir: str | None = None,
-              plant: str | None = None, jobs: int = 1,
-              progress: bool = False) -> RunReport:  # fmt: skip
-    """Every selected filesystem and engine under ``profile``."""
+              plant: str | None = None, jobs: int = 1, progress: bool = False,
+              stop: Callable[[], bool] | None = None) -> RunReport:  # fmt: skip
+    """Every selected filesystem and engine under ``profile``. An interrupt
+    (KeyboardInterrupt, or ``stop()`` turning true) ends it early with the filesystems
+    finished so far (``report.interrupted``); worker processes are interrupted too, so
+    that their harnesses clean up."""
     combos = select(fs, engine)
     make_settings(profile, examples)  # a bad profile fails before anything runs
     if image_dir is not None and not os.access(image_dir, os.W_OK):
@@ -236,18 +260,47 @@ def run_suite(profile: str = "ci", *, seed: int | None = None, fs: Sequence[str]
                     for f, e in combos]  # fmt: skip
             task = bar.add_task("filesystems", total=len(combos)) if bar else None
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                for r in pool.map(_worker, args):
-                    report.combos.append(r)
+                futures = [pool.submit(_worker, a) for a in args]
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                     if bar is not None:
-                        bar.advance(task)
+                        bar.advance(task, len(done))
+                    if stop is not None and stop() and not report.interrupted:
+                        report.interrupted = True
+                        _interrupt_workers(pool, futures)
+                for fut in futures:  # in the order of COMBOS; the interrupted ones left out
+                    if fut.done() and not fut.cancelled() and fut.exception() is None:
+                        report.combos.append(fut.result())
+                    elif not report.interrupted:
+                        fut.result()  # (raises what the worker raised)
         else:
             for f, e in combos:
                 task = bar.add_task(f"{f} ({e})", total=total) if bar else None
                 tick = (lambda t=task: bar.advance(t)) if bar is not None else None
-                r = run_combo(f, e, profile, seed=seed, examples=examples, out_dir=out_dir,
-                              image_dir=image_dir, plant=plant, on_example=tick)  # fmt: skip
+                try:
+                    r = run_combo(f, e, profile, seed=seed, examples=examples,
+                                  out_dir=out_dir, image_dir=image_dir, plant=plant,
+                                  on_example=tick, stop=stop)  # fmt: skip
+                except KeyboardInterrupt:
+                    report.interrupted = True
+                    break
                 if bar is not None:
                     bar.update(task, completed=total)
                 report.combos.append(r)
+                if stop is not None and stop():
+                    report.interrupted = True
+                    break
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor, futures: list[Any]) -> None:
+    """Cancel what has not started, and interrupt the workers (SIGINT: each stops at
+    its next example, its harness cleaning up its image, and its future ends with the
+    KeyboardInterrupt)."""
+    for fut in futures:
+        fut.cancel()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGINT)

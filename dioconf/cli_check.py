@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
 
 from .cli_args import natural, positive
+from .cli_signals import EXIT_INTERRUPTED, interruptible
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks")
@@ -65,10 +67,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     total = args.examples if args.examples is not None else PROFILES[args.profile][0]
     reports, start = [], time.perf_counter()
-    with _progress(not (args.quiet or args.json)) as bar:
+    with interruptible() as interrupted, _progress(not (args.quiet or args.json)) as bar:
         for spec in args.factories:
             task = bar.add_task(spec, total=total) if bar is not None else None
-            tick = (lambda t=task: bar.advance(t)) if bar is not None else None
+
+            def tick(t: Any = task) -> None:  # each example: an interrupt stops here
+                if interrupted:
+                    raise KeyboardInterrupt
+                if bar is not None:
+                    bar.advance(t)
+
             try:
                 r = run_check(spec, profile=args.profile, engine=args.engine,
                               examples=args.examples, seed=args.seed, out_dir=args.out,
@@ -76,10 +84,21 @@ def cmd_check(args: argparse.Namespace) -> int:
             except (FactoryError, UsageError) as exc:
                 print(f"dioconf check: {exc}", file=sys.stderr)
                 return EXIT_USAGE
+            except KeyboardInterrupt:
+                interrupted.signal = interrupted.signal or signal.SIGINT
+                break
             if bar is not None:
                 bar.update(task, completed=total)
             reports.append(r)
+            if interrupted:
+                break
     seconds = time.perf_counter() - start
+    if interrupted:
+        if reports and not args.json:
+            _print_summary(reports, args.profile, args.seed, seconds)
+        print(f"dioconf check: interrupted ({interrupted.name}); {len(reports)} of "
+              f"{len(args.factories)} filesystem(s) checked", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
     if args.json:
         doc = {
             "profile": args.profile,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
 from .cli_args import natural, positive
+from .cli_signals import EXIT_INTERRUPTED, interruptible
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks",
@@ -69,20 +71,39 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dioconf run: unknown bug {args.plant!r}; known: {', '.join(sorted(BUGS))}",
                   file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
-    proofs, proof_seconds = ([], 0.0) if args.no_proofs else _proofs()
-    try:
-        report = run_suite(args.profile, seed=args.seed, fs=args.fs, engine=args.engine,
-                           examples=args.examples, out_dir=args.out, image_dir=args.image_dir,
-                           plant=args.plant, jobs=max(1, args.jobs),
-                           progress=not (args.quiet or args.json))  # fmt: skip
-    except UsageError as exc:
-        print(f"dioconf run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    report = None
+    proofs: list[Any] = []
+    proof_seconds = 0.0
+    with interruptible() as interrupted:
+        try:
+            if not args.no_proofs:
+                proofs, proof_seconds = _proofs()
+            if interrupted:
+                raise KeyboardInterrupt
+            report = run_suite(args.profile, seed=args.seed, fs=args.fs, engine=args.engine,
+                               examples=args.examples, out_dir=args.out,
+                               image_dir=args.image_dir, plant=args.plant,
+                               jobs=max(1, args.jobs), progress=not (args.quiet or args.json),
+                               stop=lambda: bool(interrupted))  # fmt: skip
+        except UsageError as exc:
+            print(f"dioconf run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            interrupted.signal = interrupted.signal or signal.SIGINT
+    if report is not None:
+        if args.json:
+            doc = _as_json(report, proofs, proof_seconds)
+            doc["interrupted"] = bool(interrupted)
+            print(json.dumps(doc, indent=2))
+        else:
+            _print_summary(report, proofs, proof_seconds)
+    if interrupted:  # (also one swallowed on the way: never exit 0 after it)
+        done = len(report.combos) if report is not None else 0
+        print(f"dioconf run: interrupted ({interrupted.name}); {done} filesystem(s) "
+              "finished, shown above", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+    assert report is not None
     unproved = [p for p in proofs if p.status != "proved"]
-    if args.json:
-        print(json.dumps(_as_json(report, proofs, proof_seconds), indent=2))
-    else:
-        _print_summary(report, proofs, proof_seconds)
     return EXIT_OK if report.ok and not unproved else EXIT_DIVERGED
 
 
