@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, settings
 
 from ..impl.api import HOLE, Iomap
 from .contract import checked
+from .paths import PathProblem, check_image_dir, check_out_dir
 from .run import PROFILES, ComboResult, UsageError, make_settings, run_combo
 
 BLOCK_SIZE = 4096  # the suite's geometries: 4 KiB pages, logical blocks of 512 or 4096
@@ -303,6 +304,11 @@ def run_check(factory: Callable[[Any], Any] | str, *, profile: str | None = "ci"
         raise UsageError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     if examples is not None and examples < 1:
         raise UsageError("examples must be at least 1")
+    try:  # where it writes: checked before any work
+        check_out_dir(out_dir)
+        check_image_dir(image_dir)
+    except PathProblem as exc:
+        raise UsageError(str(exc)) from None
     if profile is not None and hypothesis_settings is None:
         s = make_settings(profile, examples)
     else:

@@ -28,6 +28,7 @@ from ..traces.format import TraceFormatError, write_trace
 from .harness import ConformanceFailure, Stats
 from .machine import machine_for
 from .minimize import minimize
+from .paths import PathProblem, check_image_dir, check_out_dir
 
 COMBOS: tuple[tuple[str, str], ...] = (
     ("overwrite", "iomap"),
@@ -176,7 +177,16 @@ def run_combo(fs: str, engine: str, profile: str = "ci", *, seed: int | None = N
     except ConformanceFailure as exc:
         with _planted(plant):  # the same failure without the steps it does not need
             exc = minimize(exc, fs_factory, image_dir) if do_minimize else exc
-        result.failure = _write_failure(exc, Path(out_dir), fs, engine, plant, repro_factory)
+        try:
+            result.failure = _write_failure(exc, Path(out_dir), fs, engine, plant,
+                                            repro_factory)  # fmt: skip
+        except OSError as err:  # (a full disk, say): no partial files, one line
+            stem = f"{fs}-{engine}" + (f"-{plant}" if plant else "")
+            for leftover in (f"counterexample-{stem}.jsonl", f"repro-{stem}.py"):
+                with contextlib.suppress(OSError):
+                    (Path(out_dir) / leftover).unlink()
+            raise UsageError(f"--out {out_dir}: cannot write the counterexample: "
+                             f"{err.strerror or err}") from None
     finally:
         result.seconds = time.perf_counter() - start
         result.examples = machine.examples
@@ -249,8 +259,11 @@ def run_suite(profile: str = "ci", *, seed: int | None = None, fs: Sequence[str]
     that their harnesses clean up."""
     combos = select(fs, engine)
     make_settings(profile, examples)  # a bad profile fails before anything runs
-    if image_dir is not None and not os.access(image_dir, os.W_OK):
-        raise UsageError(f"--image-dir {image_dir}: not a writable directory")
+    try:  # where it writes: checked before any work
+        check_out_dir(out_dir)
+        check_image_dir(image_dir)
+    except PathProblem as exc:
+        raise UsageError(str(exc)) from None
     report = RunReport(profile, seed)
     start = time.perf_counter()
     total = examples if examples is not None else PROFILES[profile][0]
