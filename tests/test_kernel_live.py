@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,27 +37,40 @@ def needs(fs: str):
     return pytest.mark.skipif(reason is not None, reason=f"{fs}: {reason}")
 
 
-def leftovers(tmp: Path) -> list[str]:
-    """Anything of ours still attached, mounted or registered."""
+def leftovers(tmp: Path, pids: tuple[int, ...] = ()) -> list[str]:
+    """What this test set up and did not take down: loop devices and mounts of files
+    under ``tmp`` (its own TMPDIR), tracefs instances of ``pids`` (the recorder's
+    process: ``dioconf-PID``), the fixture's temporary directories under ``tmp``.
+    Other recordings on the machine, and other tests' resources, are not looked at."""
     found = []
+    where = str(tmp)
     losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    ours = ("dioconf-ext4-", "dioconf-xfs-", "dioconf-btrfs-", "dioconf-tracefs-")
-    found += [f"loop: {ln}" for ln in losetup.splitlines() if any(o in ln for o in ours)]
+    found += [f"loop: {ln}" for ln in losetup.splitlines() if where in ln]
     mounts = Path("/proc/mounts").read_text()
-    found += [f"mount: {ln}" for ln in mounts.splitlines() if any(o in ln for o in ours)]
+    found += [f"mount: {ln}" for ln in mounts.splitlines() if where in ln]
+    names = {f"dioconf-{pid}" for pid in pids or (os.getpid(),)}
     for root in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
         inst = root / "instances"
         if inst.is_dir():
-            found += [f"tracefs instance {p.name}" for p in inst.iterdir()
-                      if p.name.startswith("dioconf-")]  # fmt: skip
-    # the kernel fixture's own temporary directories (not other tests' files)
+            found += [f"tracefs instance {p.name}" for p in inst.iterdir() if p.name in names]
     for prefix in ("dioconf-ext4-", "dioconf-xfs-", "dioconf-btrfs-", "dioconf-tracefs-"):
         found += [f"temp dir {p}" for p in tmp.glob(prefix + "*")]
     return found
 
 
+@pytest.fixture
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR of this test's own (for it and the recorders it starts), so that its
+    leftover check sees only what it created."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp
+
+
 @pytest.mark.parametrize("fs", [pytest.param(fs, marks=needs(fs)) for fs in fixture.FILESYSTEMS])
-def test_fresh_recordings_replay_without_divergence(fs, tmp_path):
+def test_fresh_recordings_replay_without_divergence(fs, tmp_path, own_tmp):
     """A short fresh run on each filesystem: sub-block writes, async I/O, O_DSYNC and a
     random workload; every syscall check passes and every trace conforms."""
     from dioconf.impl.kernel.record import random_scenario
@@ -70,7 +84,7 @@ def test_fresh_recordings_replay_without_divergence(fs, tmp_path):
         for path in rec.traces:
             result = replay_file(str(path))
             assert result.ok, (path, result.divergence)
-    assert leftovers(Path("/tmp")) == []
+    assert leftovers(own_tmp) == []
 
 
 @needs("ext4")
@@ -105,7 +119,7 @@ def test_a_failing_command_is_reported(tmp_path):
 
 @needs("ext4")
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_recording_leaves_nothing_behind(sig, code, tmp_path):
+def test_an_interrupted_recording_leaves_nothing_behind(sig, code, tmp_path, own_tmp):
     """The recorded command signals that the filesystem is mounted and traced by
     creating a file; then the recorder is interrupted. It must unmount, detach the
     loop device, remove the tracefs instance and its temporary files."""
@@ -120,7 +134,7 @@ def test_an_interrupted_recording_leaves_nothing_behind(sig, code, tmp_path):
             if proc.poll() is not None:
                 pytest.fail(f"recorder exited early: {proc.stdout.read()}")
             os.sched_yield()
-        assert leftovers(Path("/tmp")), "nothing was set up before the signal"
+        assert leftovers(own_tmp, (proc.pid,)), "nothing was set up before the signal"
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -128,7 +142,7 @@ def test_an_interrupted_recording_leaves_nothing_behind(sig, code, tmp_path):
             proc.kill()
     assert proc.returncode == code, output
     assert "interrupted" in output
-    assert leftovers(Path("/tmp")) == []
+    assert leftovers(own_tmp, (proc.pid,)) == []
     assert subprocess.run(["pgrep", "-f", f"touch {ready}"], capture_output=True).returncode
 
 
