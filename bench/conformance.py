@@ -371,7 +371,10 @@ def run_z3() -> dict[str, Any]:
 
 
 def _overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    seconds = sum(r["seconds"] for r in rows)
+    # each row's time from its own rate (taken over its unrounded seconds): a short row's
+    # seconds rounded to 1 ms would move the overall rate by more than its own
+    seconds = sum(r["steps"] / r["steps_per_s"] if r["steps_per_s"] else r["seconds"]
+                  for r in rows)  # fmt: skip
     steps = sum(r["steps"] for r in rows)
     return {
         "steps": steps,
