@@ -153,10 +153,18 @@ def test_without_root_the_recorder_says_so_in_one_sentence(monkeypatch, capsys):
     assert out == "dioconf record: recording needs root (to attach loop devices and mount)."
 
 
-def test_missing_mkfs_is_named(monkeypatch, capsys):
+def test_missing_mkfs_is_named(monkeypatch, capsys, tmp_path):
     real = shutil.which
     monkeypatch.setattr(fixture.os, "geteuid", lambda: 0)
     monkeypatch.setattr(fixture.shutil, "which", lambda n: None if n == "mkfs.btrfs" else real(n))
     monkeypatch.setattr(fixture.Path, "exists", lambda self: True)
-    assert main(["record", "--fs", "btrfs"]) == 2
+    assert main(["record", "--fs", "btrfs", "--out", str(tmp_path)]) == 2
     assert "mkfs.btrfs is not installed (Debian package btrfs-progs)" in capsys.readouterr().out
+
+
+def test_record_refuses_a_bad_out_before_setting_anything_up(tmp_path, capsys):
+    """(No root needed: the path is checked before the environment is.)"""
+    (tmp_path / "f").write_text("x")
+    assert main(["record", "--fs", "ext4", "--out", str(tmp_path / "f")]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"dioconf record: --out {tmp_path / 'f'}: not a directory"]

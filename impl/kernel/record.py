@@ -180,6 +180,13 @@ def main(args: object) -> int:
     command = list(a.command)
     if command and command[0] == "--":
         command = command[1:]
+    from ...conformance.paths import PathProblem, check_out_dir
+
+    try:  # where the traces go: checked before anything else
+        check_out_dir(a.out)
+    except PathProblem as exc:
+        out(f"dioconf record: {exc}")
+        return 2
     try:
         for fs in filesystems:
             check_environment(fs)
@@ -188,6 +195,7 @@ def main(args: object) -> int:
             out(f"dioconf record: unknown scenario(s) {unknown}; see dioconf record --list")
             return 2
         ok = True
+        done = passed = 0
         for fs in filesystems:
             target = Path(a.out) / fs
             jobs: list[Scenario | None] = []  # None: the external command
@@ -212,8 +220,13 @@ def main(args: object) -> int:
                     what = job.name if job else a.name
                     out(f"{fs:5} {what}: ERROR {type(exc).__name__}: {exc}")
                     ok = False
+                    done += 1
                     continue
-                ok &= _report(rec, not a.no_replay, out)
+                good = _report(rec, not a.no_replay, out)
+                ok &= good
+                done, passed = done + 1, passed + good
+        out(f"dioconf record: {done} recording(s) on {', '.join(filesystems)}: "
+            f"{passed} clean, {done - passed} not")  # fmt: skip
         return 0 if ok else 1
     except KernelUnavailable as exc:
         print(f"dioconf record: {exc}", flush=True)
