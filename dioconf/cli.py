@@ -127,6 +127,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.quality import run as run_quality
 
         doc = run_quality("ci")
+    elif args.what == "reader":
+        from .bench.reader import run as run_reader
+
+        doc = run_reader(files=args.files)
     elif args.what == "conformance":
         from .cli_run import cmd_bench_conformance
 
@@ -201,10 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_impl)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
-    b.add_argument("what", choices=["replay", "impl", "conformance", "quality"],
+    b.add_argument("what", choices=["replay", "impl", "conformance", "quality", "reader"],
                    help="what to measure")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--events", type=int, default=120_000, help="events in the generated trace")
+    b.add_argument("--files", type=positive, default=2000,
+                   help="mutated traces for 'reader' (default 2000)")  # fmt: skip
     b.set_defaults(func=cmd_bench)
     return parser
 

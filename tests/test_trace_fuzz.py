@@ -6,16 +6,20 @@ other exception (issue 12)."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
 from dioconf.traces.format import TraceFormatError, read_trace
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 HAND = sorted((Path(__file__).resolve().parents[1] / "traces" / "hand").glob("*.jsonl"))
 SEEDS = [p.read_bytes() for p in HAND[:12]]
 _DIR = tempfile.mkdtemp(prefix="dioconf-fuzz-")
+# the nightly profile reads 100,000 mutants (about a minute); ci and dev their own counts
+FUZZ = (settings(max_examples=100_000) if os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
+        else settings())  # fmt: skip
 
 
 def _mutate_value(draw, obj):  # type: ignore[no-untyped-def]
@@ -66,6 +70,7 @@ def mutated(draw):  # type: ignore[no-untyped-def]
     return bytes(data)
 
 
+@FUZZ
 @given(mutated())
 def test_the_reader_refuses_or_reads_never_crashes(data: bytes) -> None:
     path = Path(_DIR) / "mutant.jsonl"
@@ -74,3 +79,12 @@ def test_the_reader_refuses_or_reads_never_crashes(data: bytes) -> None:
         read_trace(path)
     except TraceFormatError as e:
         assert e.line >= 0 and str(e)
+
+
+def test_bench_reader_counts_no_crash() -> None:
+    from dioconf.bench.reader import run
+
+    doc = run(files=300, seed=2)
+    assert doc["read"] + doc["refused"] + doc["crashed"] == 300
+    assert doc["crashed"] == 0, doc["crashes"]
+    assert doc["refused"] > 0 and doc["files_per_s"] > 0
