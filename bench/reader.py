@@ -22,7 +22,8 @@ HAND = Path(__file__).resolve().parents[1] / "traces" / "hand"
 _VALUES = (2**70, -(2**70), -1, None, True, "", [], {}, [[[[1]]]])
 
 
-def _mutate(data: bytes, rnd: random.Random) -> bytes:
+def mutate(data: bytes, rnd: random.Random) -> bytes:
+    """``data`` (a trace file) with one mutation drawn from ``rnd`` (see the module)."""
     b = bytearray(data)
     how = rnd.choice(("truncate", "flip", "nest", "value", "bom", "nul", "lines"))
     if how == "truncate":
@@ -71,7 +72,7 @@ def run(files: int = 2000, seed: int = 1) -> dict[str, Any]:
         path = Path(tmp) / "mutant.jsonl"
         start = time.perf_counter()
         for _ in range(files):
-            path.write_bytes(_mutate(rnd.choice(seeds), rnd))
+            path.write_bytes(mutate(rnd.choice(seeds), rnd))
             try:
                 read_trace(path)
                 counts["read"] += 1
