@@ -39,7 +39,8 @@ from ..impl.api import (
     Inode,
     Iomap,
 )
-from .contract_base import flags_text, fmt_iomap, violation
+from .contract_base import flags_text as _flags
+from .contract_base import fmt_iomap, violation
 from .contract_commit import CommitChecks
 from .contract_extent import ExtentChecks
 from .contract_legacy import GetBlockChecks
@@ -84,9 +85,6 @@ RULES: dict[str, str] = {
     "bh-too-long": "get_block maps at most the b_size asked for",
     "bh-past-extent": "get_block maps only the contiguous run the extent map holds",
 }
-
-
-_flags = flags_text
 
 
 class _CountingSched:

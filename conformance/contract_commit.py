@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..impl.api import MAPPED, UNWRITTEN, Inode, Iomap
+from .contract_extent import extents
 
 TAIL_BLOCKS = 64  # blocks past EOF recorded (preallocated past EOF)
 
@@ -57,17 +58,9 @@ class CommitChecks:
         """The file's data runs, from 0 to a little past EOF."""
         bs = self._fs.block_size
         end = -(-inode.size // bs) * bs + TAIL_BLOCKS * bs
-        out: list[tuple[int, int, str, int]] = []
-        p = 0
-        while p < end:
-            e = self._fs.extent_at(inode, p, end - p)
-            if not isinstance(e, Iomap) or e.end <= p:
-                break
-            hi = min(e.end, end)
-            if e.type in (MAPPED, UNWRITTEN) and e.addr is not None:
-                out.append((p, hi, e.type, e.addr + p - e.offset))
-            p = hi
-        return tuple(out)
+        return tuple((p, hi, e.type, e.addr + p - e.offset)
+                     for p, hi, e in extents(self._fs, inode, 0, end)
+                     if e.type in (MAPPED, UNWRITTEN) and e.addr is not None)  # fmt: skip
 
     def _commit_all(self) -> None:
         committed = self._committed  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from typing import Any
 
 from attrs import define, field
 
-from ..impl.api import ContractError
+from ..impl.api import EAGAIN, ContractError
 from ..impl.examples import ENGINES, FILESYSTEMS
 from ..impl.world import World
 from ..model.oracle import Oracle, Problem
@@ -61,7 +61,6 @@ from .verdicts import bio_statuses, check_cache_fresh, check_unchanged
 _READ_EXPECTED = re.compile(r"read (.*), expected (.*)\.$")
 _WID = re.compile(r"write #(\d+)")
 EIOCBQUEUED = -529
-EAGAIN = -11
 MAX_ORDER_BIOS = 16  # in-flight bios up to which every completion order is checked by z3
 # race points inside a write's completion (impl.iomap_dio._complete): a plan entry there
 # is a buffered read of the request's range by another task (`Harness._read_race`)
@@ -121,8 +120,7 @@ class _Pending:
     ino: int
     state: Any = None  # the model's request state when it was queued
     statuses: dict[int, int] = field(factory=dict)  # bio index -> status it completed with
-    bios: set[int] = field(factory=set)  # id() of its bios (others' plans leave them alone)
-    held: list[Any] = field(factory=list)  # ... and the bios themselves: no id is reused
+    bios: list[Any] = field(factory=list)  # its bios (others' plans leave them alone)
 
 
 @define
@@ -276,7 +274,7 @@ class Harness:
         pick = next(self._plan, None)
         if where in COMPLETION_POINTS:
             if pick is not None and self._racing is not None:
-                self._read_race(where)
+                self._read_race()
             return []
         own = own_bios(self, inflight)
         if own is not inflight and where == "wait" and pick is None and own:
@@ -289,12 +287,12 @@ class Harness:
             self.stats.races += 1
         return [(bio, pick.status)]
 
-    def _read_race(self, where: str) -> None:
+    def _read_race(self) -> None:
         """Another task reads the completing request's range through the page cache at
         a race point of the completion (``end_io``: before ->end_io converts extents and
         moves i_size; ``invalidate``: after it, before the post-write invalidation). What
         it reads is not checked (either value may show); the pages it caches are, once
-        the request has completed (`_check_cache_fresh`)."""
+        the request has completed (`verdicts.check_cache_fresh`)."""
         index, pos, length = self._racing  # type: ignore[misc]
         if self.world.pc is None:
             return
@@ -412,9 +410,8 @@ def _direct(h: Harness, op: DirectWrite | DirectRead) -> None:
                           into=buf)  # fmt: skip
     if r.queued and not r.completion:
         assert r.completion is not None
-        inflight = list(h.world.sched.inflight)
         h.pending = _Pending(op, r.req, r.completion, buf, f.ino,
-                             bios={id(b) for b in inflight}, held=inflight)  # fmt: skip
+                             bios=list(h.world.sched.inflight))  # fmt: skip
         return
     ret = r.completion[0] if r.queued and r.completion else r.ret
     _finish(h, op, r.req, ret, buf)

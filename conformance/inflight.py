@@ -82,4 +82,5 @@ def own_bios(h: Any, inflight: list[Any]) -> list[Any]:
     p = h.pending
     if p is None or not p.bios:
         return inflight
-    return [b for b in inflight if id(b) not in p.bios]
+    theirs = {id(b) for b in p.bios}  # (held in p.bios: no id is reused meanwhile)
+    return [b for b in inflight if id(b) not in theirs]

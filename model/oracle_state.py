@@ -158,8 +158,8 @@ class FileOracle:
         f = evolve(f, now=f.now.assign(start, stop, new))._record(band, (start, stop))
         if durable:  # the sync committed a size covering the data (crash rule dsync-durable)
             since = f.since_sync.copy_from(f.now, start, stop)
-            sizes = frozenset(s for s in f.sizes_since_sync if s >= stop) | f.sizes
-            sizes |= frozenset(min(stop, s) for s in f.sizes)
+            # (the in-core sizes are all >= stop now; the commit may have taken stop itself)
+            sizes = frozenset(s for s in f.sizes_since_sync if s >= stop) | f.sizes | {stop}
             return evolve(f, since_sync=since, sizes_since_sync=sizes)
         ends = [stop]  # a direct write's ->end_io moves the on-disk size (size-at-dio-end)
         if granule:  # written back a page at a time: the size at each page's ioend

@@ -1,8 +1,10 @@
-"""Ctrl-C (or SIGTERM) on ``dioconf run``: it stops, says "interrupted" with what
-finished, exits 130, never 0, and leaves no image behind (issue 12)."""
+"""Ctrl-C (or SIGTERM) on ``dioconf run`` and ``dioconf check``: it stops, says
+"interrupted" with what finished, exits 130, never 0, and leaves no image behind
+(issue 12)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -22,18 +24,15 @@ def _wait_for(cond, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-d
     return False
 
 
-@pytest.mark.parametrize("jobs, sig", [(1, signal.SIGINT), (2, signal.SIGINT),
-                                       (1, signal.SIGTERM)])  # fmt: skip
-def test_an_interrupted_run_exits_130_and_cleans_up(tmp_path: Path, jobs: int, sig: int) -> None:
-    images = tmp_path / "images"
-    images.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dioconf", "run", "--profile", "nightly", "--no-proofs", "-q",
-         "--jobs", str(jobs), "--image-dir", str(images), "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def _interrupt(args: list[str], images: Path, sig: int, tmp: Path) -> None:
+    """Start ``dioconf ARGS`` with TMPDIR ``tmp``, signal it once an image exists under
+    ``images``, and check how it ends: exit 130, "interrupted", no traceback, and no
+    image left under ``images`` or ``tmp``."""
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "dioconf", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        assert _wait_for(lambda: any(images.iterdir())), "the run never started an example"
+        assert _wait_for(lambda: any(images.iterdir())), "it never started an example"
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -42,23 +41,31 @@ def test_an_interrupted_run_exits_130_and_cleans_up(tmp_path: Path, jobs: int, s
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "interrupted" in err and "Traceback" not in err, err[-2000:]
     assert not list(images.iterdir()), "an image was left behind"
+    assert not list(tmp.iterdir()), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("jobs, sig", [(1, signal.SIGINT), (2, signal.SIGINT),
+                                       (1, signal.SIGTERM)])  # fmt: skip
+@pytest.mark.parametrize("where", ["image-dir", "tmp"])
+def test_an_interrupted_run_exits_130_and_cleans_up(tmp_path: Path, jobs: int, sig: int,
+                                                    where: str) -> None:  # fmt: skip
+    """Images under --image-dir, or the device's own temporary ones under TMPDIR."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args = ["run", "--profile", "nightly", "--no-proofs", "-q", "--jobs", str(jobs),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    images = tmp
+    if where == "image-dir":
+        images = tmp_path / "images"
+        images.mkdir()
+        args += ["--image-dir", str(images)]
+    _interrupt(args, images, sig, tmp)
 
 
 def test_an_interrupted_check_exits_130(tmp_path: Path) -> None:
-    images = tmp_path / "images"
+    images, tmp = tmp_path / "images", tmp_path / "tmp"
     images.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dioconf", "check", "examples.goodfs:factory", "--profile",
-         "nightly", "-q", "--image-dir", str(images), "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert _wait_for(lambda: any(images.iterdir())), "the check never started an example"
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, (proc.returncode, err[-2000:])
-    assert "interrupted" in err and "Traceback" not in err, err[-2000:]
-    assert not list(images.iterdir()), "an image was left behind"
+    tmp.mkdir()
+    _interrupt(["check", "examples.goodfs:factory", "--profile", "nightly", "-q",
+                "--image-dir", str(images), "--out", str(tmp_path / "out")],
+               images, signal.SIGINT, tmp)  # fmt: skip

@@ -149,46 +149,28 @@ class NoMetadataDirtyFs:
         return error
 
 
-def _long_get_block(device: Any) -> Any:
+def long_get_block(device: Any) -> Any:
+    """goodfs_legacy whose get_block maps all that was asked for, not the run."""
     fs = legacy_factory(device)
     get_block = fs.get_block
 
-    def long_get_block(inode: Inode, fs_block: int, b_size: int, create: bool) -> BufferHead:
+    def long(inode: Inode, fs_block: int, b_size: int, create: bool) -> BufferHead:
         bh = get_block(inode, fs_block, b_size, create)
         if bh.mapped and not bh.new:
             bh.size = b_size  # BUG: all that was asked for, not the contiguous run
         return bh
 
-    fs.get_block = long_get_block
+    fs.get_block = long
     return fs
 
 
-def size_from_request(device: Any) -> SizeFromRequestFs:
-    return SizeFromRequestFs(device)
-
-
-def overwrite_only_unwritten(device: Any) -> OverwriteOnlyUnwrittenFs:
-    return OverwriteOnlyUnwrittenFs(device)
-
-
-def reuse_before_commit(device: Any) -> ReuseBeforeCommitFs:
-    return ReuseBeforeCommitFs(device)
-
-
-def long_mapping(device: Any) -> LongMappingFs:
-    return LongMappingFs(device)
-
-
-def prealloc_as_data(device: Any) -> PreallocAsDataFs:
-    return PreallocAsDataFs(device)
-
-
-def no_metadata_dirty(device: Any) -> NoMetadataDirtyFs:
-    return NoMetadataDirtyFs(device)
-
-
-def long_get_block(device: Any) -> Any:
-    return _long_get_block(device)
+# the factories `dioconf check tests.userfs:NAME` loads (a class is called with the device)
+size_from_request = SizeFromRequestFs
+overwrite_only_unwritten = OverwriteOnlyUnwrittenFs
+reuse_before_commit = ReuseBeforeCommitFs
+long_mapping = LongMappingFs
+prealloc_as_data = PreallocAsDataFs
+no_metadata_dirty = NoMetadataDirtyFs
 
 
 # factory -> the rule its bug must be reported under

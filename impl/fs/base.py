@@ -312,6 +312,13 @@ class ExtentFs:
         typ = UNWRITTEN if state == PREALLOC else MAPPED
         return Iomap(first * bs, (blk - first) * bs, typ, frozenset({F_NEW}), start_dev * bs)
 
+    def nowait_must_span(self, m: Iomap, pos: int, length: int, flags: frozenset[str]) -> None:
+        """NOWAIT and OVERWRITE_ONLY writes need one mapping that spans the whole request,
+        else -EAGAIN before any I/O (xfs_direct_write_iomap_begin: ``imap_spans_range``,
+        883a790a8440 "xfs: don't allow NOWAIT DIO across extent boundaries")."""
+        if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
+            raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
+
     def meta_dirty(self, inode: Inode) -> bool:
         """The file's metadata (its block map or i_size) changed since the last commit."""
         d = self.durable.files.get(inode.ino)

@@ -58,9 +58,7 @@ class ReflinkFs(ExtentFs):
         m = self.extent_at(inode, pos, length)
         if "WRITE" not in flags:
             return m
-        if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
-            # xfs_direct_write_iomap_begin: imap_spans_range, else -EAGAIN (883a790a8440)
-            raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
+        self.nowait_must_span(m, pos, length, flags)  # xfs's rule (ExtentFs)
         bs = self.block_size
         if "OVERWRITE_ONLY" in flags and (F_SHARED in m.flags or (
                 m.type == UNWRITTEN and (pos | length) & (bs - 1))):  # fmt: skip
@@ -130,15 +128,24 @@ class ReflinkFs(ExtentFs):
         too. While the commit still shares a block, a write to it copies on write: an
         in-place overwrite would land in the other file's block once a crash brings the
         commit back (the refcount decrement is not durable yet)."""
-        owners: dict[int, set[int]] = {}  # device block -> the files the commit gives it
-        for ino, d in self.durable.files.items():
-            for dev, _ in d.blocks.values():
-                owners.setdefault(dev, set()).add(ino)
+        owners = self._committed_owners()
         for ino, f in self.meta.files.items():
             for blk, (dev, state) in list(f.blocks.items()):
                 if (state == SHARED and self.meta.refs.get(dev, 1) <= 1
                         and owners.get(dev, {ino}) <= {ino}):  # fmt: skip
                     f.blocks[blk] = (dev, WRITTEN)
+
+    def _committed_owners(self) -> dict[int, set[int]]:
+        """Device block -> the files the last commit gives it (computed once per commit:
+        ``durable`` is replaced, never changed in place, at each one)."""
+        memo = getattr(self, "_owners_memo", None)
+        if memo is None or memo[0] is not self.durable:
+            owners: dict[int, set[int]] = {}
+            for ino, d in self.durable.files.items():
+                for dev, _ in d.blocks.values():
+                    owners.setdefault(dev, set()).add(ino)
+            memo = self._owners_memo = (self.durable, owners)
+        return memo[1]
 
     def fsync(self, inode: Inode | None = None, pos: int = 0, length: int = 0) -> int:
         ret = super().fsync(inode, pos, length)

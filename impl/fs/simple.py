@@ -49,9 +49,4 @@ class XfsLikeFs(OverwriteFs):
     name = "xfs-like"
     alloc_state = PREALLOC
 
-    def nowait_must_span(self, m: Iomap, pos: int, length: int, flags: frozenset[str]) -> None:
-        """NOWAIT and OVERWRITE_ONLY writes need one mapping that spans the whole request,
-        else -EAGAIN before any I/O (xfs_direct_write_iomap_begin: ``imap_spans_range``,
-        883a790a8440 "xfs: don't allow NOWAIT DIO across extent boundaries")."""
-        if ("NOWAIT" in flags or "OVERWRITE_ONLY" in flags) and m.end < pos + length:
-            raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
+    nowait_must_span = ExtentFs.nowait_must_span  # xfs's rule, not OverwriteFs's ext4 one
