@@ -432,8 +432,9 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
             check_unchanged(h, op)  # NOWAIT answered -EAGAIN: the file must not change
         else:
             if n == EAGAIN and "NOWAIT" in op.flags:
-                # quirk: a REQ_NOWAIT bio failed with BLK_STS_AGAIN (iomap_dio_bio_end_io,
-                # blk_status_to_errno): the request fails -EAGAIN, its other bios landed
+                # finding nowait-eagain-landed (README): a REQ_NOWAIT bio failed with
+                # BLK_STS_AGAIN (iomap_dio_bio_end_io, blk_status_to_errno); the request
+                # fails -EAGAIN while its other bios landed: counted with the quirks
                 h.stats.quirks += 1
             durable = n > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
             h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid,
