@@ -11,6 +11,7 @@ from pathlib import Path
 from .cli_args import natural, positive
 from .cli_check import add_parser as add_check_parser
 from .cli_run import add_parser as add_run_parser
+from .impl.kernel.cleanup import signals_raise  # at start-up: no import window later
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 
@@ -68,9 +69,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from .impl.kernel.record import main as record_main
+    try:
+        with signals_raise() as stop:  # from the first moment: also while importing
+            try:
+                from .impl.kernel.record import main as record_main
 
-    return record_main(args)
+                return record_main(args)
+            except (KeyboardInterrupt, SystemExit):  # before anything was set up
+                print("dioconf record: interrupted; nothing was set up yet", flush=True)
+                return 128 + (stop.received or 2)
+    except KeyboardInterrupt:  # before the handlers were in place (SIGTERM: killed)
+        print("dioconf record: interrupted; nothing was set up yet", flush=True)
+        return 130
 
 
 def cmd_impl(args: argparse.Namespace) -> int:

@@ -223,3 +223,58 @@ def test_unknown_format_of_a_recorded_event_is_an_error_with_its_line():
 def test_rwbs(text, preflush, op, fua, meta):
     b = rwbs(text)
     assert (b["preflush"], b["op"], b["fua"], b["meta"]) == (preflush, op, fua, meta)
+
+
+def lost(cpu: int, count: int | None) -> str:
+    return f"CPU:{cpu} [LOST {count} EVENTS]" if count is not None else f"CPU:{cpu} [LOST EVENTS]"
+
+
+def test_a_lost_events_line_is_placed_at_the_cpus_next_event():
+    """trace_pipe prints "CPU:n [LOST m EVENTS]" before that CPU's next event: the
+    record spans from the CPU's previous event to that one."""
+    first = begin(10, 0, 0, 0x1000)
+    after = it(10, 0)
+    recs = list(parse_records([first, lost(1, 7), after, lost(1, None)]))
+    assert [r.event for r in recs] == ["iomap_dio_rw_begin", "lost", "iomap_iter", "lost"]
+    gap = recs[1]
+    assert gap.f == {"cpu": 1, "count": 7, "since": recs[0].ts}
+    assert gap.ts == recs[2].ts
+    assert recs[3].f["count"] == 1 and recs[3].ts == float("inf")  # lost at the very end
+
+
+def test_requests_that_may_miss_lost_events_are_left_out_and_the_rest_kept():
+    """Request 1 completes before the loss, request 2 is in flight across it, request 3
+    begins after it: only request 2 is left out (with its i_size line)."""
+    lines = [
+        begin(10, 0, 0, 0x1000), it(10, 0), dstmap(10, 0x900000, 0, 0x1000),
+        bio(10, "WS", 0x900000 // 512, 8), it(10, 0x1000), done(10, 0x1000, 0x1000, 4096),
+        begin(11, 0x1000, 0x1000, 0x1000), it(11, 0x1000),
+        lost(1, 3),
+        it(11, 0x2000), done(11, 0x2000, 0x2000, 4096),
+        begin(12, 0x2000, 0, 0x1000), it(12, 0), dstmap(12, 0x900000, 0, 0x1000),
+        bio(12, "WS", 0x900000 // 512, 8), it(12, 0x1000), done(12, 0x2000, 0x1000, 4096),
+    ]  # fmt: skip
+    from dioconf.impl.kernel.convert import Converter
+
+    c = Converter(0xC, LOOP)
+    for r in parse_records(lines):
+        c.add(r)
+    out = c.events()
+    assert (c.lost, c.unchecked) == (3, {2})
+    assert sorted({e["req"] for e in out if "req" in e}) == [1, 3]
+    assert [e["ev"] for e in out].count("file") == 2
+
+
+def test_a_request_completed_inside_the_lost_window_is_left_out_too():
+    """CPU 1 lost events after its iomap_iter; meanwhile the request completed on CPU 2
+    (before the loss was reported): its bios may be among the lost."""
+    from dioconf.impl.kernel.convert import Converter
+
+    lines = [begin(10, 0, 0, 0x1000), it(10, 0)]
+    lines.append(done(10, 0x1000, 0x1000, 4096).replace("[001]", "[002]"))
+    lines += [lost(1, 2), it(11, 0)]
+    c = Converter(0xC, LOOP)
+    for r in parse_records(lines):
+        c.add(r)
+    assert c.unchecked == {1}
+    assert c.events() == []

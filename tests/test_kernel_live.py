@@ -16,46 +16,12 @@ from pathlib import Path
 
 import pytest
 from dioconf.impl.kernel import fixture
-from dioconf.impl.kernel.fixture import KernelUnavailable, check_environment
 from dioconf.impl.kernel.record import record_command, record_scenario
 from dioconf.impl.kernel.scenarios import SCENARIOS
 from dioconf.traces.replay import replay_file
 
 from dioconf.cli import main
-
-
-def _unavailable(fs: str) -> str | None:
-    try:
-        check_environment(fs)
-    except KernelUnavailable as exc:
-        return str(exc)
-    return None
-
-
-def needs(fs: str):
-    reason = _unavailable(fs)
-    return pytest.mark.skipif(reason is not None, reason=f"{fs}: {reason}")
-
-
-def leftovers(tmp: Path, pids: tuple[int, ...] = ()) -> list[str]:
-    """What this test set up and did not take down: loop devices and mounts of files
-    under ``tmp`` (its own TMPDIR), tracefs instances of ``pids`` (the recorder's
-    process: ``dioconf-PID``), the fixture's temporary directories under ``tmp``.
-    Other recordings on the machine, and other tests' resources, are not looked at."""
-    found = []
-    where = str(tmp)
-    losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    found += [f"loop: {ln}" for ln in losetup.splitlines() if where in ln]
-    mounts = Path("/proc/mounts").read_text()
-    found += [f"mount: {ln}" for ln in mounts.splitlines() if where in ln]
-    names = {f"dioconf-{pid}" for pid in pids or (os.getpid(),)}
-    for root in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
-        inst = root / "instances"
-        if inst.is_dir():
-            found += [f"tracefs instance {p.name}" for p in inst.iterdir() if p.name in names]
-    for prefix in ("dioconf-ext4-", "dioconf-xfs-", "dioconf-btrfs-", "dioconf-tracefs-"):
-        found += [f"temp dir {p}" for p in tmp.glob(prefix + "*")]
-    return found
+from tests.kernel_support import leftovers, needs
 
 
 @pytest.fixture

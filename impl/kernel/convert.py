@@ -60,6 +60,7 @@ class _Req:
     faulted: bool = False
     queued: bool = False
     done: bool = False
+    end_ts: float = 0.0  # when it completed
 
 
 def _iocb(flags: frozenset[str]) -> list[str]:
@@ -89,10 +90,17 @@ class Converter:
         self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
         self._size: dict[int, int] = {}  # req -> i_size at entry
         self.dio_iter: dict[int, bool] = {}  # pid -> its last iomap_iter was a dio's
+        # requests whose events the ring buffer may have lost: left out of the trace
+        self.unchecked: set[int] = set()
+        self.lost = 0  # events lost, as the LOST records said
+        self._completed: list[_Req] = []  # in completion (time) order
 
     # -- records ---------------------------------------------------------------------
 
     def add(self, rec: Record) -> None:
+        if rec.event == "lost":
+            self._lost(rec)
+            return
         if rec.event == "block_bio_queue":
             self._bio(rec)
             return
@@ -103,6 +111,18 @@ class Converter:
             return
         handler = getattr(self, "_" + rec.event.removeprefix("iomap_"))
         handler(rec)
+
+    def _lost(self, rec: Record) -> None:
+        """A CPU's ring buffer lost events between ``since`` and this record: every
+        request in flight now, or completed since then, may miss some."""
+        self.lost += rec.f["count"]
+        since = rec.f["since"]
+        for r in [*self.open.values(), *self.queued]:
+            self.unchecked.add(r.req)
+        for r in reversed(self._completed):
+            if r.end_ts < since:
+                break
+            self.unchecked.add(r.req)
 
     def _emit(self, r: _Req | None, ev: dict[str, Any]) -> None:
         self.out.append((r, ev))
@@ -247,6 +267,8 @@ class Converter:
         for ev in r.map_errors:  # the errno is known now
             ev["error"] = f["error"] or ENOTBLK
         r.done = True
+        r.end_ts = rec.ts
+        self._completed.append(r)
         self._emit(
             r,
             {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
@@ -270,7 +292,8 @@ class Converter:
             self._insert_after_begin(r, {"ev": "invalidate", "req": r.req, "ret": EAGAIN})
 
     def _insert_after_begin(self, r: _Req, ev: dict[str, Any]) -> None:
-        i = next(i for i, (_, e) in enumerate(self.out) if e is r.begin)
+        # from the end: the request began recently
+        i = next(i for i in range(len(self.out) - 1, -1, -1) if self.out[i][1] is r.begin)
         self.out.insert(i + 1, (r, ev))
 
     # -- result ----------------------------------------------------------------------
@@ -286,12 +309,21 @@ class Converter:
                 # a write's untraced early exits need NOWAIT or OVERWRITE_ONLY (invalidation
                 # failures are traced): an untraced exit at/after EOF is a read at EOF
                 b["op"] = "read"
-            if b["op"] == "?":
+            if b["op"] == "?" and r.req not in self.unchecked:
                 raise ValueError(
                     f"cannot tell whether request {r.req} (pos {r.pos}, len {r.len}) read "
                     "or wrote: it returned before iomap_iter and left no marker"
                 )
-        return [ev for _, ev in self.out]
+        if not self.unchecked:
+            return [ev for _, ev in self.out]
+        kept: list[dict[str, Any]] = []
+        for r, ev in self.out:
+            if r is not None and r.req in self.unchecked:
+                if ev is r.begin and kept and kept[-1]["ev"] == "file":
+                    kept.pop()  # the size before it, emitted just before its begin
+                continue
+            kept.append(ev)
+        return kept
 
 
 def convert(

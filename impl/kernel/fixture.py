@@ -2,7 +2,7 @@
 
 ``kernel_fs(fs)`` creates a sparse image file, formats it, attaches it to a free loop
 device and mounts it; leaving the ``with`` block (normally, on an exception, or on
-SIGINT/SIGTERM once ``signals_raise()`` is active) unmounts it, detaches the loop
+SIGINT/SIGTERM once ``cleanup.signals_raise()`` is active) unmounts it, detaches the loop
 device, restores the loop queue settings it changed and removes the image.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 from attrs import frozen
 
 from ...model.types import Geometry
+from .cleanup import check_helper, critical, run_helper, undo_stack
 
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
 MKFS = {
@@ -76,21 +75,56 @@ class MountedFs:
 
 
 def _run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise RuntimeError(f"{' '.join(cmd)} failed: {msg[-1] if msg else proc.returncode}")
-    return proc.stdout
+    return check_helper(cmd)
+
+
+def _mounted(path: Path) -> bool:
+    target = str(path)
+    return any(
+        line.split()[4] == target for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )
 
 
 def _unmount(path: Path) -> None:
-    for cmd in (["umount", str(path)], ["umount", "-l", str(path)]):
-        if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
-            return
+    """Unmount whatever is mounted on ``path`` (nothing: done). Raises when it stays."""
+    if not _mounted(path):
+        return
+    proc = run_helper(["umount", str(path)])
+    if _mounted(path):
+        raise RuntimeError(proc.stderr.strip() or f"{path} is still mounted")
 
 
-def _detach(loop: str) -> None:
-    subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+def _unmount_lazily(path: Path) -> None:
+    """The last resort, once plain unmounting failed: detach the mount from the tree."""
+    if _mounted(path):
+        run_helper(["umount", "-l", str(path)])
+    if _mounted(path):
+        raise RuntimeError(f"{path} is still mounted")
+
+
+def _loops_of(image: Path) -> list[str]:
+    """The loop devices backed by ``image`` (``losetup -j``)."""
+    out = run_helper(["losetup", "-j", str(image)]).stdout
+    return [line.split(":", 1)[0] for line in out.splitlines() if line.strip()]
+
+
+def _detach_image(image: Path) -> None:
+    """Detach every loop device backed by ``image``: also one a ``losetup`` that was
+    interrupted attached without saying which."""
+    for loop in _loops_of(image):
+        run_helper(["losetup", "-d", loop])
+    left = _loops_of(image)
+    if left:
+        raise RuntimeError(f"{', '.join(left)} still attached to {image}")
+
+
+def _remove_tree(tmp: Path) -> None:
+    """Remove the temporary directory, never through a mount still on it."""
+    if _mounted(tmp / "mnt"):
+        raise RuntimeError(f"{tmp / 'mnt'} is still mounted; not removing {tmp}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if tmp.exists():
+        raise RuntimeError(f"{tmp} could not be removed")
 
 
 def _superblock_dev(mnt: Path) -> tuple[int, int]:
@@ -125,24 +159,30 @@ def kernel_fs(
 ) -> Iterator[MountedFs]:
     """Mount a fresh ``fs`` on a loop device for the duration of the block."""
     check_environment(fs)
-    with contextlib.ExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix=f"dioconf-{fs}-", dir=workdir))
-        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+    with undo_stack() as undo:
+        tmp = undo.acquire(
+            f"remove the temporary directory of {fs}",
+            lambda: Path(tempfile.mkdtemp(prefix=f"dioconf-{fs}-", dir=workdir)),
+            _remove_tree,
+        )
         image = tmp / f"{fs}.img"
         with open(image, "wb") as f:
             f.truncate(size)  # sparse
         _run([*MKFS[fs], str(image)])
-        loop = _run(["losetup", "--find", "--show", str(image)]).strip()
-        stack.callback(_detach, loop)
+        # released by identity: also a device attached by an interrupted losetup
+        undo.push(f"detach the loop device of {image}", lambda: _detach_image(image))
+        with critical():
+            loop = _run(["losetup", "--find", "--show", str(image)]).strip()
         cache = Path("/sys/block") / Path(loop).name / "queue" / "write_cache"
         if write_cache is not None:
-            old = cache.read_text().strip()
-            stack.callback(cache.write_text, old)
+            undo.acquire(f"restore {cache}", lambda: cache.read_text().strip(), cache.write_text)
             cache.write_text("write back" if write_cache else "write through")
         mnt = tmp / "mnt"
         mnt.mkdir()
-        _run(["mount", loop, str(mnt)])
-        stack.callback(_unmount, mnt)
+        undo.push(f"unmount {mnt} (lazily)", lambda: _unmount_lazily(mnt))
+        undo.push(f"unmount {mnt}", lambda: _unmount(mnt))
+        with critical():
+            _run(["mount", loop, str(mnt)])
         st_loop = os.stat(loop).st_rdev
         yield MountedFs(
             fs=fs,
@@ -154,21 +194,3 @@ def kernel_fs(
             geometry=_geometry(mnt, loop),
             kernel=os.uname().release,
         )
-
-
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into SystemExit and SIGINT into KeyboardInterrupt (even
-    when the process started with SIGINT ignored, as a shell's background job does),
-    so that ``with`` blocks unwind and clean up."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

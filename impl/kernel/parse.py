@@ -19,6 +19,9 @@ LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
 )
+# what trace_pipe prints before a CPU's next event when its ring buffer lost some
+# (print_trace_line: "CPU:%d [LOST %lu EVENTS]", or without a count when unknown)
+LOST = re.compile(r"^CPU:(?P<cpu>\d+) \[LOST (?:(?P<count>\d+) )?EVENTS\]$")
 H = "0x([0-9a-f]+)"
 DEV = r"dev (\d+):(\d+) ino " + H
 FORMATS = {
@@ -109,13 +112,29 @@ class TraceTextError(ValueError):
 
 
 def parse_records(lines: Iterable[str]) -> Iterator[Record]:
-    """Records of the events in FORMATS; comments and other events are skipped."""
+    """Records of the events in FORMATS; comments and other events are skipped. A
+    ``[LOST n EVENTS]`` line becomes a ``lost`` record placed at that CPU's next event,
+    with ``since``: the time of the CPU's event before the loss (0.0: none)."""
+    last: dict[int, float] = {}  # cpu -> time of its latest event
+    lost: dict[int, tuple[int, int]] = {}  # cpu -> (line, count) of a loss not placed yet
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         m = LINE.match(line)
         if not m:
-            raise TraceTextError(f"tracefs line {n}: unrecognised line: {line.strip()!r}")
+            gap = LOST.match(line.strip())
+            if gap is None:
+                raise TraceTextError(f"tracefs line {n}: unrecognised line: {line.strip()!r}")
+            count = int(gap["count"]) if gap["count"] else 1  # at least one
+            cpu = int(gap["cpu"])
+            lost[cpu] = (n, lost.get(cpu, (n, 0))[1] + count)
+            continue
+        ts, cpu = float(m["ts"]), int(m["cpu"])
+        if cpu in lost:
+            where, count = lost.pop(cpu)
+            yield Record(where, ts, -1, "", "lost",
+                         {"cpu": cpu, "count": count, "since": last.get(cpu, 0.0)})  # fmt: skip
+        last[cpu] = ts
         event = m["event"]
         fmt = FORMATS.get(event)
         if fmt is None:
@@ -125,7 +144,10 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
             continue  # somebody else's marker
         if body is None:
             raise TraceTextError(f"tracefs line {n}: {event} in an unknown format: {m['body']!r}")
-        yield Record(n, float(m["ts"]), int(m["pid"]), m["comm"], event, _fields(event, body))
+        yield Record(n, ts, int(m["pid"]), m["comm"], event, _fields(event, body))
+    for cpu, (where, count) in sorted(lost.items()):  # lost at the very end
+        yield Record(where, float("inf"), -1, "", "lost",
+                     {"cpu": cpu, "count": count, "since": last.get(cpu, 0.0)})  # fmt: skip
 
 
 def rwbs(text: str) -> dict[str, bool | str]:

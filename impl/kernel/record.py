@@ -12,18 +12,21 @@ import os
 import random
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from attrs import define, field
 
 from ...traces.format import header_dict, write_trace
 from .btrfs import chunk_map, translator
+from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
 from .convert import Converter
-from .fixture import MountedFs, kernel_fs, signals_raise
+from .fixture import MountedFs, kernel_fs
 from .parse import Record, parse_records
 from .scenarios import Scenario
-from .tracefs import trace_session
+from .tracefs import BUFFER_KB, trace_session
 from .workload import Check, Workload
 
 OBSERVED = ["bio", "queued", "complete"]  # the kernel shows no zero/flush distinction
@@ -38,61 +41,114 @@ class Recording:
     checks: list[Check] = field(factory=list)
     requests: int = 0
     unmatched: int = 0  # completions of requests that began before recording
+    events: int = 0  # tracefs records read
+    lost: int = 0  # events the ring buffer lost before they were read
+    unchecked: int = 0  # requests left out of the traces because of lost events
 
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
 
-def _write(m: MountedFs, records: list[Record], inos: dict[int, str], out: Path,
+def _records(spool: Path) -> list[Record]:
+    """The spooled tracefs text as records in time order (trace_pipe merges the CPUs'
+    buffers as it reads them; an event committed late can come out after a later one)."""
+    with open(spool, encoding="utf-8", errors="replace") as fp:
+        records = list(parse_records(fp))
+    records.sort(key=lambda r: r.ts)  # stable: equal times keep their order
+    return records
+
+
+def _write(m: MountedFs, records: list[Record], overrun: int, inos: dict[int, str], out: Path,
            name: str, note: str, rec: Recording) -> None:  # fmt: skip
-    """One trace per file that saw direct I/O."""
+    """One trace per file that saw direct I/O, converted in one pass over the records."""
     out.mkdir(parents=True, exist_ok=True)
-    header = header_dict(
-        "iomap", m.geometry, source="kernel", fs=m.fs, kernel=m.kernel,
-        profile=PROFILE + ("-btrfs" if m.fs == "btrfs" else ""), observed=OBSERVED, note=note,
-    )  # fmt: skip
     translate = None
     if m.fs == "btrfs":
         translate = translator(chunk_map(m.loop))
         note += " (map addresses: btrfs logical addresses translated to device addresses)"
-    for ino, fname in sorted(inos.items()):
-        conv = Converter(ino, m.loop_dev, translate, m.geometry.page_size)
-        for r in records:
+    convs = {ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size) for ino in inos}
+    for r in records:
+        for conv in convs.values():
             conv.add(r)
+    rec.events = len(records)
+    seen = max((c.lost for c in convs.values()), default=0)
+    rec.lost = max(overrun, seen)
+    for ino, fname in sorted(inos.items()):
+        conv = convs[ino]
+        if overrun > seen:  # lost without a [LOST] line saying where: nothing is safe
+            conv.unchecked.update(r.req for r in conv.reqs)
         try:
             events = conv.events()
         except ValueError as exc:
             rec.checks.append(Check(f"convert the events of {fname}", False, str(exc)))
             continue
         rec.unmatched += len(conv.unmatched)
+        rec.unchecked += len(conv.unchecked)
         nreq = sum(e["ev"] == "begin" for e in events)
         if not nreq:
             continue
         rec.requests += nreq
+        text = note
+        if conv.unchecked:
+            text += f" ({len(conv.unchecked)} requests left out: the trace buffer lost events)"
+        header = header_dict(
+            "iomap", m.geometry, source="kernel", fs=m.fs, kernel=m.kernel,
+            profile=PROFILE + ("-btrfs" if m.fs == "btrfs" else ""), observed=OBSERVED,
+            note=text,
+        )  # fmt: skip
         suffix = "" if len(inos) == 1 or fname == "f" else f"-{fname.replace('/', '_')}"
         path = out / f"{name}{suffix}.jsonl"
-        with open(path, "w", encoding="utf-8") as fp:
-            write_trace(fp, header, events)
+        _write_whole(path, header, events)
         rec.traces.append(path)
 
 
-def record_scenario(fs: str, scenario: Scenario, out: Path) -> Recording:
+def _write_whole(path: Path, header: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Write the trace under a temporary name and rename it: an interrupted or failed
+    write leaves no half trace behind."""
+    part = path.with_name(path.name + ".part")
+    with undo_stack() as undo:
+        undo.push(f"remove {part}", lambda: part.unlink(missing_ok=True))
+        with open(part, "w", encoding="utf-8") as fp:
+            write_trace(fp, header, events)
+        os.replace(part, path)
+
+
+def record_scenario(
+    fs: str, scenario: Scenario, out: Path, *, buffer_kb: int = BUFFER_KB
+) -> Recording:
     rec = Recording(fs, scenario.name)
     with signals_raise(), kernel_fs(fs, write_cache=scenario.write_cache) as m:
         w = Workload(m)
-        with trace_session(m) as t:
-            w.marker = t.mark
-            try:
-                scenario.run(w)
-            finally:
-                w.close_all()
-            text = t.read()
+        with undo_stack() as undo:
+            undo.push("close the workload's files", w.close_all)  # before unmounting
+            with trace_session(m, m.image.parent / "trace.txt", buffer_kb=buffer_kb) as t:
+                w.marker = t.mark
+                try:
+                    scenario.run(w)
+                finally:
+                    w.close_all()
+                spool, overrun = t.finish()
         rec.checks = w.verify()
-        records = list(parse_records(text.splitlines()))
         inos = {ino: name for name, ino in w.inos.items()}
-        _write(m, records, inos, out, scenario.name, scenario.note, rec)
+        _write(m, _records(spool), overrun, inos, out, scenario.name, scenario.note, rec)
     return rec
+
+
+def _run_command(argv: Sequence[str], env: dict[str, str]) -> int:
+    """Run the command in a session of its own; kill all it started when it ends or
+    when we are interrupted (nothing it left may keep the mount busy)."""
+    with undo_stack() as undo:
+        with critical():
+            proc = subprocess.Popen(list(argv), env=env, start_new_session=True)
+            undo.push(f"stop {argv[0]}", lambda: _kill_group(proc))
+        return proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def record_command(fs: str, argv: Sequence[str], out: Path, name: str = "command") -> Recording:
@@ -100,21 +156,14 @@ def record_command(fs: str, argv: Sequence[str], out: Path, name: str = "command
     rec = Recording(fs, name)
     with signals_raise(), kernel_fs(fs) as m:
         env = {**os.environ, "DIOCONF_MNT": str(m.mnt)}
-        with trace_session(m) as t:
-            proc = subprocess.Popen(list(argv), env=env, start_new_session=True)
-            try:
-                code = proc.wait()
-            finally:
-                # nothing the command started may keep the mount busy
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            text = t.read()
+        with trace_session(m, m.image.parent / "trace.txt") as t:
+            code = _run_command(argv, env)
+            spool, overrun = t.finish()
         rec.checks.append(Check(f"command exit status {code}", code == 0))
-        records = list(parse_records(text.splitlines()))
+        records = _records(spool)
         inos = {r.f["ino"]: f"ino{r.f['ino']}" for r in records if r.event == "iomap_dio_rw_begin"}
         note = f"recorded while running: {' '.join(argv)}"
-        _write(m, records, inos, out, name, note, rec)
+        _write(m, records, overrun, inos, out, name, note, rec)
     return rec
 
 
@@ -146,6 +195,9 @@ def _report(rec: Recording, replay: bool, out: Callable[[str], None]) -> bool:
     ok = not rec.failed_checks
     checks = f"checks {len(rec.checks) - len(rec.failed_checks)}/{len(rec.checks)} ok"
     out(f"{rec.fs:5} {rec.name}: {rec.requests} requests, {len(rec.traces)} trace(s), {checks}")
+    if rec.lost:
+        out(f"      the trace buffer lost {rec.lost} of {rec.events + rec.lost} events: "
+            f"{rec.unchecked} request(s) they may belong to were left out, unchecked")  # fmt: skip
     for c in rec.failed_checks:
         out(f"      CHECK FAILED {c.what} {c.detail}")
     for path in rec.traces:
@@ -165,11 +217,13 @@ def _report(rec: Recording, replay: bool, out: Callable[[str], None]) -> bool:
 
 def main(args: object) -> int:
     """``dioconf record``: see ``dioconf record --help``."""
-    from .fixture import FILESYSTEMS, KernelUnavailable, check_environment
+    from .fixture import FILESYSTEMS
     from .scenarios import SCENARIOS
 
     def out(line: str) -> None:
-        print(line, flush=True)
+        with critical():  # a whole line or none: an interrupt cannot cut one in two
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     a = args  # argparse.Namespace
     if a.list:
@@ -187,6 +241,21 @@ def main(args: object) -> int:
     except PathProblem as exc:
         out(f"dioconf record: {exc}")
         return 2
+    with signals_raise() as stop:
+        code = _record_all(a, filesystems, command, out, stop)
+    if code == 0 and stop.received is not None:  # came as the last recording ended
+        out("dioconf record: interrupted at the end; everything was cleaned up")
+        code = 130 if stop.received == signal.SIGINT else 128 + stop.received
+    return code
+
+
+def _record_all(a: Any, filesystems: Sequence[str], command: list[str],
+                out: Callable[[str], None], stop: Any) -> int:  # fmt: skip
+    """The recordings ``main`` asked for; the exit code."""
+    from .fixture import KernelUnavailable, check_environment
+    from .scenarios import SCENARIOS
+
+    done = passed = 0
     try:
         for fs in filesystems:
             check_environment(fs)
@@ -195,7 +264,6 @@ def main(args: object) -> int:
             out(f"dioconf record: unknown scenario(s) {unknown}; see dioconf record --list")
             return 2
         ok = True
-        done = passed = 0
         for fs in filesystems:
             target = Path(a.out) / fs
             jobs: list[Scenario | None] = []  # None: the external command
@@ -210,14 +278,24 @@ def main(args: object) -> int:
                     elif a.scenario:
                         out(f"{fs:5} {name}: skipped (not a scenario for {fs})")
             for job in jobs:
+                if stop.received is not None:  # one Python swallowed (in a __del__)
+                    raise KeyboardInterrupt
+                what = job.name if job else a.name
                 try:
                     if job is None:
                         rec = record_command(fs, command, target, a.name)
                     else:
                         rec = record_scenario(fs, job, target)
+                except CleanupFailed as exc:
+                    out(f"{fs:5} {what}: ERROR {exc}")
+                    if stop.received is not None:
+                        out("dioconf record: interrupted; the resources above were left behind")
+                        return 1
+                    ok = False
+                    done += 1
+                    continue
                 except (OSError, RuntimeError, ValueError) as exc:
                     # the fixtures have cleaned up; say what failed and go on
-                    what = job.name if job else a.name
                     out(f"{fs:5} {what}: ERROR {type(exc).__name__}: {exc}")
                     ok = False
                     done += 1
@@ -225,13 +303,20 @@ def main(args: object) -> int:
                 good = _report(rec, not a.no_replay, out)
                 ok &= good
                 done, passed = done + 1, passed + good
+        if stop.received is not None:  # an interrupt Python swallowed (in a __del__)
+            raise KeyboardInterrupt
         out(f"dioconf record: {done} recording(s) on {', '.join(filesystems)}: "
             f"{passed} clean, {done - passed} not")  # fmt: skip
         return 0 if ok else 1
     except KernelUnavailable as exc:
-        print(f"dioconf record: {exc}", flush=True)
+        out(f"dioconf record: {exc}")
         return 2
     except (KeyboardInterrupt, SystemExit) as exc:
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
-        print("dioconf record: interrupted; the loop device and mount were cleaned up", flush=True)
+        if stop.received is not None and stop.received != signal.SIGINT:
+            code = 128 + stop.received
+        out(
+            f"dioconf record: interrupted after {done} recording(s); "
+            "the loop devices, mounts and tracefs instances were cleaned up"
+        )
         return code

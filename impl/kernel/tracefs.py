@@ -1,21 +1,32 @@
-"""Recording iomap and block events with a private tracefs instance.
+"""Recording iomap and block events with a private tracefs instance on a private mount.
+
+The tracefs mount is our own and visible to nobody: a *detached* mount made with the new
+mount API (``fsopen``/``fsmount``), reached through its file descriptor
+(``/proc/self/fd/N``), which the kernel unmounts when the descriptor closes, also when
+the process is killed. No other program can unmount it under us, and we never touch a
+tracefs mount of somebody else's. (Where the mount API is missing, tracefs is mounted on a
+temporary directory of our own instead.)
 
 A tracefs *instance* (``instances/dioconf-PID``) has its own ring buffer and event
-switches, so recording never touches the global tracing settings; leaving the block
-disables the events and removes the instance (and unmounts tracefs if it was mounted
-here).
+switches, so recording never touches the global tracing settings. Its ``trace_pipe`` is
+read by a thread while the workload runs and spooled to a file, so a long recording does
+not overflow the ring buffer; events lost anyway are counted (``[LOST n EVENTS]``).
+Leaving the block stops the reader, disables the events and removes the instance.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
-import subprocess
+import select
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from .cleanup import Undo, check_helper, critical, releasing, run_helper, undo_stack
 from .fixture import KernelUnavailable, MountedFs
 
 IOMAP_EVENTS = (
@@ -35,65 +46,166 @@ def kernel_dev(dev: tuple[int, int]) -> int:
     return dev[0] << 20 | dev[1]
 
 
-def _mounted_tracefs() -> Path | None:
-    for line in Path("/proc/mounts").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 2 and fields[2] == "tracefs":
-            return Path(fields[1])
-    return None
+# syscall numbers of the new mount API: the same on every architecture (since 5.2)
+SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 430, 431, 432
+FSOPEN_CLOEXEC, FSCONFIG_CMD_CREATE, FSMOUNT_CLOEXEC = 1, 6, 1
 
 
-@contextlib.contextmanager
-def tracefs_root() -> Iterator[Path]:
-    """The tracefs mount point, mounting tracefs for the block if needed."""
-    root = _mounted_tracefs()
-    if root is not None:
-        yield root
-        return
-    mnt = Path(tempfile.mkdtemp(prefix="dioconf-tracefs-"))
+def _detached_tracefs() -> int:
+    """A file descriptor of a new tracefs mount attached nowhere (OSError if the kernel
+    cannot: no mount API, no permission)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def call(*args: object) -> int:
+        ret = int(libc.syscall(*args))
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return ret
+
+    fsfd = call(SYS_FSOPEN, b"tracefs", FSOPEN_CLOEXEC)
     try:
-        proc = subprocess.run(
-            ["mount", "-t", "tracefs", "nodev", str(mnt)], capture_output=True, text=True
-        )
-        if proc.returncode:
-            raise KernelUnavailable(f"cannot mount tracefs: {proc.stderr.strip()}")
-        try:
-            yield mnt
-        finally:
-            subprocess.run(["umount", str(mnt)], capture_output=True)
+        call(SYS_FSCONFIG, fsfd, FSCONFIG_CMD_CREATE, None, None, 0)
+        return call(SYS_FSMOUNT, fsfd, FSMOUNT_CLOEXEC, 0)
     finally:
-        with contextlib.suppress(OSError):
-            mnt.rmdir()
+        os.close(fsfd)
+
+
+def _unmount_dir(mnt: Path) -> None:
+    if any(ln.split()[1] == str(mnt) for ln in Path("/proc/mounts").read_text().splitlines()):
+        run_helper(["umount", str(mnt)])
+    with contextlib.suppress(FileNotFoundError):
+        mnt.rmdir()
+
+
+def private_root(undo: Undo) -> Path:
+    """The root of a tracefs mount of our own, released by ``undo``."""
+    try:
+        fd = undo.acquire("close the private tracefs mount", _detached_tracefs, os.close)
+        return Path(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass
+    mnt = undo.acquire(
+        "remove the private tracefs mount point",
+        lambda: Path(tempfile.mkdtemp(prefix="dioconf-tracefs-")),
+        _unmount_dir,
+    )
+    try:
+        check_helper(["mount", "-t", "tracefs", "nodev", str(mnt)])
+    except RuntimeError as exc:
+        raise KernelUnavailable(f"cannot mount tracefs: {exc}") from exc
+    return mnt
+
+
+def _pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def remove_stale_instances(root: Path) -> list[str]:
+    """Remove the instances of recorders that died without cleaning up (killed with
+    SIGKILL); the names removed."""
+    removed = []
+    for inst in (root / "instances").iterdir():
+        m = re.fullmatch(r"dioconf-(\d+)", inst.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                _remove_instance(inst)
+                removed.append(inst.name)
+    return removed
+
+
+def _remove_instance(inst: Path) -> None:
+    """Disable and remove ``inst``; nothing to do when it is gone."""
+    if not inst.exists():
+        return
+    with contextlib.suppress(OSError):
+        (inst / "tracing_on").write_text("0")
+    with contextlib.suppress(OSError):
+        (inst / "events" / "enable").write_text("0")
+    inst.rmdir()
 
 
 class TraceSession:
-    """An enabled tracefs instance; ``read()`` returns what it recorded so far."""
+    """An enabled tracefs instance whose ``trace_pipe`` a thread spools to a file."""
 
-    def __init__(self, inst: Path) -> None:
+    POLL_MS = 100
+
+    def __init__(self, inst: Path, spool: Path) -> None:
         self.inst = inst
+        self.spool = spool
+        self.read_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def mark(self, text: str) -> None:
         """A line in the recording, in the writer's context (trace_marker)."""
         (self.inst / "trace_marker").write_text(text)
 
-    def clear(self) -> None:
-        (self.inst / "trace").write_text("")
+    def start(self) -> None:
+        fd = os.open(self.inst / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._pump, args=(fd,), daemon=True,
+                                        name="dioconf-trace-reader")  # fmt: skip
+        self._thread.start()
+
+    def _pump(self, fd: int) -> None:
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        try:
+            with open(self.spool, "ab") as out:
+                while True:
+                    poll.poll(self.POLL_MS)
+                    drained = self._drain(fd, out)
+                    if drained and self._stop.is_set():
+                        return
+        except BaseException as exc:  # reported by stop(), in the main thread
+            self._error = exc
+        finally:
+            os.close(fd)
+
+    def _drain(self, fd: int, out: object) -> bool:
+        """Copy what is readable now; True once the pipe is empty."""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return True
+            out.write(chunk)  # type: ignore[attr-defined]
+            self.read_bytes += len(chunk)
+
+    @releasing  # an interrupted Thread.join can mark a running thread stopped (3.11)
+    def stop(self) -> None:
+        """Stop tracing, read what is left and end the reader (idempotent)."""
+        with contextlib.suppress(OSError):
+            (self.inst / "tracing_on").write_text("0")
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"reading the trace failed: {error}") from error
 
     def lost_events(self) -> int:
+        """Events the ring buffer overwrote before they were read (per-CPU ``overrun``)."""
         lost = 0
         for stats in (self.inst / "per_cpu").glob("cpu*/stats"):
             m = re.search(r"^overrun: (\d+)", stats.read_text(), re.M)
             lost += int(m.group(1)) if m else 0
         return lost
 
+    def finish(self) -> tuple[Path, int]:
+        """Stop; the spooled text and the number of events lost."""
+        self.stop()
+        return self.spool, self.lost_events()
+
     def read(self) -> str:
-        """The recorded text; raises if the ring buffer dropped events."""
-        lost = self.lost_events()
-        if lost:
-            raise RuntimeError(
-                f"the trace buffer overflowed and lost {lost} events; record a shorter workload"
-            )
-        return (self.inst / "trace").read_text()
+        """Stop; the recorded text (for short recordings)."""
+        path, _ = self.finish()
+        return path.read_text()
 
 
 def _enable(inst: Path, system: str, event: str, filt: str) -> None:
@@ -105,29 +217,32 @@ def _enable(inst: Path, system: str, event: str, filt: str) -> None:
 
 
 @contextlib.contextmanager
-def trace_session(m: MountedFs) -> Iterator[TraceSession]:
+def trace_session(
+    m: MountedFs, spool: Path, *, buffer_kb: int = BUFFER_KB
+) -> Iterator[TraceSession]:
     """Record the iomap events of ``m``'s filesystem and the block events of its loop
-    device into a private instance for the duration of the block."""
-    with tracefs_root() as root:
+    device into a private instance for the duration of the block; the text goes to
+    ``spool`` as it comes."""
+    with undo_stack() as undo:
+        root = private_root(undo)
+        remove_stale_instances(root)
         inst = root / "instances" / f"dioconf-{os.getpid()}"
+        # released by name, so registered before it exists
+        undo.push(f"remove the tracefs instance {inst.name}", lambda: _remove_instance(inst))
         try:
             inst.mkdir()
         except OSError as exc:
             raise KernelUnavailable(f"cannot create a tracefs instance: {exc}") from exc
-        try:
-            (inst / "tracing_on").write_text("0")
-            (inst / "buffer_size_kb").write_text(str(BUFFER_KB))
-            for ev in IOMAP_EVENTS:
-                _enable(inst, "iomap", ev, f"dev == {kernel_dev(m.fs_dev)}")
-            for ev in BLOCK_EVENTS:
-                _enable(inst, "block", ev, f"dev == {kernel_dev(m.loop_dev)}")
-            (inst / "trace").write_text("")
-            (inst / "tracing_on").write_text("1")
-            yield TraceSession(inst)
-        finally:
-            with contextlib.suppress(OSError):
-                (inst / "tracing_on").write_text("0")
-            with contextlib.suppress(OSError):
-                (inst / "events" / "enable").write_text("0")
-            with contextlib.suppress(OSError):
-                inst.rmdir()
+        (inst / "tracing_on").write_text("0")
+        (inst / "buffer_size_kb").write_text(str(buffer_kb))
+        for ev in IOMAP_EVENTS:
+            _enable(inst, "iomap", ev, f"dev == {kernel_dev(m.fs_dev)}")
+        for ev in BLOCK_EVENTS:
+            _enable(inst, "block", ev, f"dev == {kernel_dev(m.loop_dev)}")
+        (inst / "trace").write_text("")
+        session = TraceSession(inst, spool)
+        with critical():
+            session.start()
+            undo.push("stop the trace reader", session.stop)
+        (inst / "tracing_on").write_text("1")
+        yield session

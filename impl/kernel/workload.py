@@ -8,17 +8,19 @@ extents can be checked afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_mod
 import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from attrs import define, field
 
+from .cleanup import critical, releasing
 from .fixture import MountedFs
 
 FS_IOC_FIEMAP = 0xC020660B
@@ -71,6 +73,7 @@ class Workload:
     inos: dict[str, int] = field(factory=dict)
     shadow: dict[str, bytearray] = field(factory=dict)  # expected file contents
     fds: dict[str, int] = field(factory=dict)
+    scratch: set[int] = field(factory=set)  # short-lived descriptors (_scratch_fd)
     seed: int = 0x5EED
     marker: Callable[[str], None] | None = None  # writes a line into the recording
     # touch every page of a read buffer first: a no-fault iterator (btrfs) would
@@ -89,7 +92,9 @@ class Workload:
         """An O_DIRECT descriptor for ``name`` (created empty if missing)."""
         if name in self.fds:
             return self.fds[name]
-        fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+        with critical():  # an interrupt cannot leave a descriptor unknown to close_all
+            fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
+            self.fds[name] = fd
         if self.m.fs == "btrfs" and self.nocow and os.fstat(fd).st_size == 0:
             flags = bytearray(4)
             fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
@@ -100,21 +105,38 @@ class Workload:
         self.shadow.setdefault(name, bytearray(os.fstat(fd).st_size))
         return fd
 
+    @releasing
     def close_all(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
+        """Close every descriptor (idempotent, also after an interrupted call)."""
+        with critical():
+            while self.fds:
+                os.close(self.fds.popitem()[1])
+            while self.scratch:
+                os.close(self.scratch.pop())
+
+    @contextlib.contextmanager
+    @releasing
+    def _scratch_fd(self, name: str, flags: int) -> Iterator[int]:
+        """A descriptor for the block, known to ``close_all`` from the moment it exists:
+        an interrupt can leave none open to keep the mount busy."""
+        with critical():
+            fd = os.open(self.path(name), flags)
+            self.scratch.add(fd)
+        try:
+            yield fd
+        finally:
+            with critical():
+                if fd in self.scratch:
+                    self.scratch.remove(fd)
+                    os.close(fd)
 
     def buffered_write(self, name: str, pos: int, length: int) -> None:
         """Set up contents through the page cache, then write them back (fsync)."""
         self.open(name)
         data = _fill(pos, length, self.seed)
-        fd = os.open(self.path(name), os.O_RDWR)
-        try:
+        with self._scratch_fd(name, os.O_RDWR) as fd:
             os.pwrite(fd, data, pos)
             os.fsync(fd)
-        finally:
-            os.close(fd)
         self._shadow_write(name, pos, data)
 
     def truncate(self, name: str, size: int) -> None:
@@ -141,12 +163,9 @@ class Workload:
 
     def drop_caches(self, name: str) -> None:
         """Write back and drop the file's page cache (POSIX_FADV_DONTNEED)."""
-        fd = os.open(self.path(name), os.O_RDONLY)
-        try:
+        with self._scratch_fd(name, os.O_RDONLY) as fd:
             os.fsync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
     # -- O_DIRECT I/O ------------------------------------------------------------------
 
@@ -266,8 +285,8 @@ class Workload:
             self.checks.append(
                 Check(f"{name}: i_size", st.st_size == len(sh), f"{st.st_size} vs {len(sh)}")
             )
-            with open(self.path(name), "rb") as f:
-                same = f.read() == bytes(sh)
+            with self._scratch_fd(name, os.O_RDONLY) as fd:
+                same = os.pread(fd, len(sh) + 1, 0) == bytes(sh)
             self.checks.append(Check(f"{name}: contents read back", same))
         return self.checks
 
