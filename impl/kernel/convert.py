@@ -25,8 +25,9 @@ two inferences that only read the iomap_iter events:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 from attrs import define, field
 
@@ -42,6 +43,13 @@ DIO_FLAGS = {"DIO_FORCE_WAIT": "FORCE_WAIT", "DIO_OVERWRITE_ONLY": "OVERWRITE_ON
 MAP_FLAGS = ("NEW", "SHARED", "DIRTY", "ATOMIC_BIO")  # the others do not drive the engine
 
 
+class Sink(Protocol):
+    """Where final lines go: a list, or a spool file (record.py) for long recordings."""
+
+    def append(self, item: tuple[int, dict[str, Any]], /) -> None: ...
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]: ...
+
+
 @define
 class _Req:
     req: int
@@ -49,7 +57,6 @@ class _Req:
     pos: int
     len: int
     begin: dict[str, Any]
-    events: list[dict[str, Any]] = field(factory=list)
     iters: list[tuple[int, int]] = field(factory=list)  # (pos, status) of iomap_iter
     asked: bool = False  # the last iomap_iter called ->iomap_begin, no dstmap yet
     map_errors: list[dict[str, Any]] = field(factory=list)
@@ -60,7 +67,13 @@ class _Req:
     faulted: bool = False
     queued: bool = False
     done: bool = False
+    closed: bool = False  # returned early: nothing more can be traced for it
     end_ts: float = 0.0  # when it completed
+
+    @property
+    def final(self) -> bool:
+        """Its lines can no longer change."""
+        return self.done or self.closed
 
 
 def _iocb(flags: frozenset[str]) -> list[str]:
@@ -77,23 +90,29 @@ class Converter:
         self, ino: int, loop_dev: tuple[int, int],
         translate: Callable[[int], int] | None = None,
         page_size: int = 4096,
+        sink: Sink | None = None,
     ) -> None:  # fmt: skip
         self.ino = ino
         self.page_size = page_size
         self.loop_dev = loop_dev
         self.translate = translate  # filesystem address -> device address (btrfs)
-        self.reqs: list[_Req] = []
+        self.nreqs = 0
         self.open: dict[int, _Req] = {}  # pid -> request being submitted
         self.queued: list[_Req] = []  # async requests waiting for completion
         self.unmatched: list[Record] = []  # completions of requests not recorded
-        self.out: list[tuple[_Req | None, dict[str, Any]]] = []
+        # lines not final yet (from index _head on); final ones move to ``drained``
+        self.out: list[tuple[_Req, dict[str, Any]]] = []
+        self._head = 0
+        self.drained: Sink = sink if sink is not None else []
         self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
         self._size: dict[int, int] = {}  # req -> i_size at entry
         self.dio_iter: dict[int, bool] = {}  # pid -> its last iomap_iter was a dio's
         # requests whose events the ring buffer may have lost: left out of the trace
         self.unchecked: set[int] = set()
         self.lost = 0  # events lost, as the LOST records said
-        self._completed: list[_Req] = []  # in completion (time) order
+        # (end time, request) of completed requests, in completion (time) order
+        self._completed_ts: array[float] = array("d")
+        self._completed_req: array[int] = array("q")
 
     # -- records ---------------------------------------------------------------------
 
@@ -119,22 +138,21 @@ class Converter:
         since = rec.f["since"]
         for r in [*self.open.values(), *self.queued]:
             self.unchecked.add(r.req)
-        for r in reversed(self._completed):
-            if r.end_ts < since:
-                break
-            self.unchecked.add(r.req)
+        i = len(self._completed_ts)
+        while i and self._completed_ts[i - 1] >= since:
+            i -= 1
+            self.unchecked.add(self._completed_req[i])
 
-    def _emit(self, r: _Req | None, ev: dict[str, Any]) -> None:
+    def _emit(self, r: _Req, ev: dict[str, Any]) -> None:
         self.out.append((r, ev))
-        if r is not None:
-            r.events.append(ev)
 
     def _dio_rw_begin(self, rec: Record) -> None:
         prev = self.open.pop(rec.pid, None)
         if prev is not None:
             self._close_early(prev)
         f = rec.f
-        r = _Req(len(self.reqs) + 1, rec.pid, f["offset"], f["length"], {})
+        self.nreqs += 1
+        r = _Req(self.nreqs, rec.pid, f["offset"], f["length"], {})
         r.begin = {
             "ev": "begin",
             "req": r.req,
@@ -146,11 +164,11 @@ class Converter:
             "dio": [DIO_FLAGS[d] for d in sorted(f["dio_flags"]) if d in DIO_FLAGS],
             "sync": not f["aio"],
         }
-        self.reqs.append(r)
         self.open[rec.pid] = r
         self._size[r.req] = f["size"]
-        self._emit(None, {"ev": "file", "i_size": f["size"]})
+        self._emit(r, {"ev": "file", "i_size": f["size"]})  # the size it began with
         self._emit(r, r.begin)
+        self._drain()
 
     def _op(self, rec: Record) -> str:
         if rec.f["aio"] or "WRITE" in rec.f["flags"]:  # aio sets IOCB_WRITE for writes
@@ -268,7 +286,9 @@ class Converter:
             ev["error"] = f["error"] or ENOTBLK
         r.done = True
         r.end_ts = rec.ts
-        self._completed.append(r)
+        self._completed_ts.append(rec.ts)
+        self._completed_req.append(r.req)
+        self._size.pop(r.req, None)
         self._emit(
             r,
             {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
@@ -278,13 +298,19 @@ class Converter:
     def _close_early(self, r: _Req) -> None:
         """__iomap_dio_rw returned before iterating: no result is traced."""
         self._iomap_begin_failed(r)
-        if r.done or r.queued:
+        if r.done or r.queued or r.closed:
             return
+        r.closed = True
         r.begin["observed"] = ["bio", "queued"]
         b = r.begin
+        size = self._size.pop(r.req)
+        plain = not ({"NOWAIT"} & set(b["iocb"]) or "OVERWRITE_ONLY" in b["dio"])
+        if b["op"] == "?" and not r.iters and plain and b["pos"] >= size:
+            # a write's untraced early exits need NOWAIT or OVERWRITE_ONLY (invalidation
+            # failures are traced): an untraced exit at/after EOF is a read at EOF
+            b["op"] = "read"
         if r.iters or r.invalidated or "NOWAIT" not in b["iocb"] or b["op"] == "?":
             return
-        size = self._size[r.req]
         if b["op"] == "read" and b["pos"] < size:
             self._insert_after_begin(r, {"ev": "writeback", "req": r.req, "ret": EAGAIN})
         overwrite_only = "OVERWRITE_ONLY" in b["dio"] and b["pos"] + b["len"] > size
@@ -292,38 +318,49 @@ class Converter:
             self._insert_after_begin(r, {"ev": "invalidate", "req": r.req, "ret": EAGAIN})
 
     def _insert_after_begin(self, r: _Req, ev: dict[str, Any]) -> None:
-        # from the end: the request began recently
+        # from the end: the request began recently (and is not final: not drained)
         i = next(i for i in range(len(self.out) - 1, -1, -1) if self.out[i][1] is r.begin)
         self.out.insert(i + 1, (r, ev))
 
     # -- result ----------------------------------------------------------------------
 
-    def events(self) -> list[dict[str, Any]]:
-        for r in list(self.open.values()):
-            self._close_early(r)
-        self.open.clear()
-        for r in self.reqs:
-            b = r.begin
-            plain = not ({"NOWAIT"} & set(b["iocb"]) or "OVERWRITE_ONLY" in b["dio"])
-            if b["op"] == "?" and not r.iters and plain and b["pos"] >= self._size[r.req]:
-                # a write's untraced early exits need NOWAIT or OVERWRITE_ONLY (invalidation
-                # failures are traced): an untraced exit at/after EOF is a read at EOF
-                b["op"] = "read"
-            if b["op"] == "?" and r.req not in self.unchecked:
+    def _drain(self) -> None:
+        """Move the final lines at the head to ``drained``: memory holds only the lines
+        of requests still in flight (and those after them)."""
+        out, i = self.out, self._head
+        while i < len(out) and (out[i][0].final or out[i][0].req in self.unchecked):
+            r, ev = out[i]
+            if ev is r.begin and r.begin["op"] == "?" and r.req not in self.unchecked:
                 raise ValueError(
                     f"cannot tell whether request {r.req} (pos {r.pos}, len {r.len}) read "
                     "or wrote: it returned before iomap_iter and left no marker"
                 )
-        if not self.unchecked:
-            return [ev for _, ev in self.out]
-        kept: list[dict[str, Any]] = []
-        for r, ev in self.out:
-            if r is not None and r.req in self.unchecked:
-                if ev is r.begin and kept and kept[-1]["ev"] == "file":
-                    kept.pop()  # the size before it, emitted just before its begin
-                continue
-            kept.append(ev)
-        return kept
+            self.drained.append((r.req, ev))
+            i += 1
+        if i > 4096 and i * 2 > len(out):
+            del out[:i]
+            i = 0
+        self._head = i
+
+    def finish(self) -> None:
+        """The recording ended: requests still being submitted returned early."""
+        for r in list(self.open.values()):
+            self._close_early(r)
+        self.open.clear()
+        for r in self.queued:  # never completed (within the recording): kept as queued
+            r.closed = True
+        self._drain()
+
+    def kept(self) -> Iterator[dict[str, Any]]:
+        """The v1 events, without the requests that may miss lost events (after
+        ``finish``)."""
+        for req, ev in self.drained:
+            if req not in self.unchecked:
+                yield ev
+
+    def events(self) -> list[dict[str, Any]]:
+        self.finish()
+        return list(self.kept())
 
 
 def convert(

@@ -8,18 +8,20 @@ The machine is left as it was found, also on errors and SIGINT/SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from attrs import define, field
 
-from ...traces.format import header_dict, write_trace
+from ...traces.format import dump_line, header_dict, read_trace
 from .btrfs import chunk_map, translator
 from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
 from .convert import Converter
@@ -50,42 +52,82 @@ class Recording:
         return [c for c in self.checks if not c.ok]
 
 
-def _records(spool: Path) -> list[Record]:
-    """The spooled tracefs text as records in time order (trace_pipe merges the CPUs'
-    buffers as it reads them; an event committed late can come out after a later one)."""
+REORDER = 4096  # records held back to put them in time order
+
+
+def _records(spool: Path, only: str | None = None) -> Iterator[Record]:
+    """The spooled tracefs text as records in time order, streamed (trace_pipe merges
+    the CPUs' buffers as it reads them: an event committed late can come out after a
+    later one, by far less than REORDER records). ``only``: lines with this text."""
+    heap: list[tuple[float, int, Record]] = []
     with open(spool, encoding="utf-8", errors="replace") as fp:
-        records = list(parse_records(fp))
-    records.sort(key=lambda r: r.ts)  # stable: equal times keep their order
-    return records
+        lines = (ln for ln in fp if only in ln) if only else fp
+        for n, rec in enumerate(parse_records(lines)):
+            heapq.heappush(heap, (rec.ts, n, rec))  # n: equal times keep their order
+            if len(heap) > REORDER:
+                yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
 
 
-def _write(m: MountedFs, records: list[Record], overrun: int, inos: dict[int, str], out: Path,
+class _SpoolSink:
+    """A converter's final lines, spooled to a file and read back once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fp = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by __iter__
+
+    def append(self, item: tuple[int, dict[str, Any]], /) -> None:
+        self.fp.write(json.dumps(item) + "\n")
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        self.fp.close()
+        with open(self.path, encoding="utf-8") as fp:
+            for line in fp:
+                req, ev = json.loads(line)
+                yield req, ev
+
+
+def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: Path,
            name: str, note: str, rec: Recording) -> None:  # fmt: skip
-    """One trace per file that saw direct I/O, converted in one pass over the records."""
+    """One trace per file that saw direct I/O, converted in one streamed pass over the
+    records; memory holds only the requests in flight."""
     out.mkdir(parents=True, exist_ok=True)
     translate = None
     if m.fs == "btrfs":
         translate = translator(chunk_map(m.loop))
         note += " (map addresses: btrfs logical addresses translated to device addresses)"
-    convs = {ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size) for ino in inos}
-    for r in records:
-        for conv in convs.values():
-            conv.add(r)
-    rec.events = len(records)
+    work = m.image.parent
+    convs = {
+        ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size,
+                       sink=_SpoolSink(work / f"events-{ino}.jsonl"))
+        for ino in inos
+    }  # fmt: skip
+    failed: dict[int, str] = {}
+    for r in _records(spool):
+        rec.events += 1
+        for ino, conv in convs.items():
+            if ino not in failed:
+                try:
+                    conv.add(r)
+                except ValueError as exc:
+                    failed[ino] = str(exc)
     seen = max((c.lost for c in convs.values()), default=0)
     rec.lost = max(overrun, seen)
     for ino, fname in sorted(inos.items()):
         conv = convs[ino]
-        if overrun > seen:  # lost without a [LOST] line saying where: nothing is safe
-            conv.unchecked.update(r.req for r in conv.reqs)
         try:
-            events = conv.events()
+            if ino in failed:
+                raise ValueError(failed[ino])
+            conv.finish()
         except ValueError as exc:
             rec.checks.append(Check(f"convert the events of {fname}", False, str(exc)))
             continue
+        if overrun > seen:  # lost without a [LOST] line saying where: nothing is safe
+            conv.unchecked.update(range(1, conv.nreqs + 1))
         rec.unmatched += len(conv.unmatched)
         rec.unchecked += len(conv.unchecked)
-        nreq = sum(e["ev"] == "begin" for e in events)
+        nreq = conv.nreqs - len(conv.unchecked)
         if not nreq:
             continue
         rec.requests += nreq
@@ -99,18 +141,26 @@ def _write(m: MountedFs, records: list[Record], overrun: int, inos: dict[int, st
         )  # fmt: skip
         suffix = "" if len(inos) == 1 or fname == "f" else f"-{fname.replace('/', '_')}"
         path = out / f"{name}{suffix}.jsonl"
-        _write_whole(path, header, events)
+        _write_whole(path, header, conv.kept(), validate=nreq <= VALIDATE_UP_TO)
         rec.traces.append(path)
 
 
-def _write_whole(path: Path, header: dict[str, Any], events: list[dict[str, Any]]) -> None:
+VALIDATE_UP_TO = 20_000  # requests: larger traces are checked by their replay
+
+
+def _write_whole(path: Path, header: dict[str, Any], events: Iterable[dict[str, Any]],
+                 *, validate: bool) -> None:  # fmt: skip
     """Write the trace under a temporary name and rename it: an interrupted or failed
-    write leaves no half trace behind."""
+    write leaves no half trace behind. ``validate``: read it back as a reader would."""
     part = path.with_name(path.name + ".part")
     with undo_stack() as undo:
         undo.push(f"remove {part}", lambda: part.unlink(missing_ok=True))
         with open(part, "w", encoding="utf-8") as fp:
-            write_trace(fp, header, events)
+            fp.write(dump_line(header) + "\n")
+            for ev in events:
+                fp.write(dump_line(ev) + "\n")
+        if validate:
+            read_trace(str(part))
         os.replace(part, path)
 
 
@@ -131,7 +181,7 @@ def record_scenario(
                 spool, overrun = t.finish()
         rec.checks = w.verify()
         inos = {ino: name for name, ino in w.inos.items()}
-        _write(m, _records(spool), overrun, inos, out, scenario.name, scenario.note, rec)
+        _write(m, spool, overrun, inos, out, scenario.name, scenario.note, rec)
     return rec
 
 
@@ -160,10 +210,10 @@ def record_command(fs: str, argv: Sequence[str], out: Path, name: str = "command
             code = _run_command(argv, env)
             spool, overrun = t.finish()
         rec.checks.append(Check(f"command exit status {code}", code == 0))
-        records = _records(spool)
-        inos = {r.f["ino"]: f"ino{r.f['ino']}" for r in records if r.event == "iomap_dio_rw_begin"}
+        begins = _records(spool, only="iomap_dio_rw_begin")
+        inos = {r.f["ino"]: f"ino{r.f['ino']}" for r in begins if r.event == "iomap_dio_rw_begin"}
         note = f"recorded while running: {' '.join(argv)}"
-        _write(m, records, overrun, inos, out, name, note, rec)
+        _write(m, spool, overrun, inos, out, name, note, rec)
     return rec
 
 
