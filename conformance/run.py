@@ -222,18 +222,49 @@ def _write_failure(exc: ConformanceFailure, out: Path, fs: str, engine: str,
 
 
 _STOP: list[int] = []  # a worker process: the signals it got
+_WORKER = {"parent": 0, "busy": False}  # a worker process: its parent, whether it runs one
+
+
+def _orphaned() -> bool:
+    return bool(_WORKER["parent"]) and os.getppid() != _WORKER["parent"]
 
 
 def _stop_worker(signum: int, _frame: Any) -> None:
     _STOP.append(signum)  # acted on at the next example (see `run_combo`'s ``stop``)
+    if _orphaned() and not _WORKER["busy"]:  # idle, and nobody will send it work
+        os._exit(128 + signum)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: when the parent dies, even by SIGKILL, the kernel sends the
+    worker SIGINT, so it stops at its next example and removes its image (as when it is
+    interrupted), then exits instead of waiting for work as an orphan."""
+    import ctypes
+
+    _WORKER["parent"] = parent
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_worker)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+    if _orphaned():  # it died before the request took effect
+        os._exit(128 + signal.SIGINT)
 
 
 def _worker(args: tuple[Any, ...]) -> ComboResult:
     fs, engine, profile, seed, examples, out_dir, image_dir, plant = args
     for sig in (signal.SIGINT, signal.SIGTERM):  # interrupted: stop at the next example
         signal.signal(sig, _stop_worker)
-    return run_combo(fs, engine, profile, seed=seed, examples=examples, out_dir=out_dir,
-                     image_dir=image_dir, plant=plant, stop=lambda: bool(_STOP))  # fmt: skip
+    _WORKER["busy"] = True
+    try:
+        return run_combo(fs, engine, profile, seed=seed, examples=examples, out_dir=out_dir,
+                         image_dir=image_dir, plant=plant, stop=lambda: bool(_STOP))  # fmt: skip
+    finally:
+        _WORKER["busy"] = False
+        if _orphaned():  # its result has nowhere to go
+            os._exit(128 + (_STOP[0] if _STOP else signal.SIGINT))
 
 
 @contextlib.contextmanager
@@ -272,7 +303,8 @@ def run_suite(profile: str = "ci", *, seed: int | None = None, fs: Sequence[str]
             args = [(f, e, profile, seed, examples, str(out_dir), image_dir, plant)
                     for f, e in combos]  # fmt: skip
             task = bar.add_task("filesystems", total=len(combos)) if bar else None
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:  # fmt: skip
                 futures = [pool.submit(_worker, a) for a in args]
                 pending = set(futures)
                 while pending:

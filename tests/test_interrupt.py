@@ -69,3 +69,38 @@ def test_an_interrupted_check_exits_130(tmp_path: Path) -> None:
     _interrupt(["check", "examples.goodfs:factory", "--profile", "nightly", "-q",
                 "--image-dir", str(images), "--out", str(tmp_path / "out")],
                images, signal.SIGINT, tmp)  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with_kids = (task / "children").read_text().split()
+        kids += [int(k) for k in with_kids]
+    return kids
+
+
+def test_workers_of_a_killed_run_stop_and_clean_up(tmp_path: Path) -> None:
+    """SIGKILL on ``dioconf run --jobs 2`` cannot be handled by the run itself: its
+    workers learn of it from the kernel (PR_SET_PDEATHSIG), stop at their next example
+    and remove their images, instead of running on as orphans."""
+    images, tmp = tmp_path / "images", tmp_path / "tmp"
+    images.mkdir()
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "dioconf", "run", "--profile", "nightly",
+                             "--no-proofs", "-q", "--jobs", "2", "--image-dir", str(images),
+                             "--out", str(tmp_path / "out")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert _wait_for(lambda: any(images.iterdir())), "it never started an example"
+        workers = _children(proc.pid)
+        assert workers, "no worker processes"
+        proc.kill()
+        proc.wait()
+        gone = _wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert gone, "workers outlived their killed parent"
+    assert not list(images.iterdir()), "an image was left behind"
+    assert not list(tmp.iterdir()), "a temporary file was left behind"
