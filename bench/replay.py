@@ -3,7 +3,7 @@
 A trace of a repeating mix of requests is generated at a base offset; it is parsed and
 replayed once for events/s. The same mix is then replayed near offset 0 and near 2**62
 under tracemalloc, to show that the model's memory does not depend on offsets or file
-size.
+size. Last, replay time against the number of bios of one request (``replay_scale.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from ..model.types import Geometry
 from ..traces.format import dump_line, header_dict, parse_trace
 from ..traces.replay import replay_trace
+from .replay_scale import SIZES, run_scale
 
 KIB = 1024
 STRIDE = 64 * KIB  # file bytes each request pattern uses
@@ -214,7 +215,7 @@ def _replay_peak(lines: list[str]) -> tuple[int, bool]:
     return peak, result.ok
 
 
-def run(events: int = 120_000) -> dict[str, Any]:
+def run(events: int = 120_000, scale_sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     lines = generate_lines(events)
     t0 = time.perf_counter()
     trace = parse_trace(lines, "<bench>")
@@ -222,6 +223,8 @@ def run(events: int = 120_000) -> dict[str, Any]:
     result = replay_trace(trace)
     t2 = time.perf_counter()
     n = len(trace.events)
+    scale = run_scale(scale_sizes)
+    scale_ok = scale.pop("scale_conforms")
     small = generate_lines(20_000, base=0)
     huge = generate_lines(20_000, base=1 << 62)
     peak_low, ok_low = _replay_peak(small)
@@ -229,7 +232,7 @@ def run(events: int = 120_000) -> dict[str, Any]:
     return {
         "events": n,
         "requests": result.requests,
-        "conforms": result.ok and ok_low and ok_high,
+        "conforms": result.ok and ok_low and ok_high and scale_ok,
         "replay_seconds": round(t2 - t1, 4),
         "events_per_s": round(n / (t2 - t1)),
         "parse_events_per_s": round(n / (t1 - t0)),
@@ -237,6 +240,7 @@ def run(events: int = 120_000) -> dict[str, Any]:
         "peak_bytes_offset_0": peak_low,
         "peak_bytes_offset_2^62": peak_high,
         "memory_ratio_2^62_vs_0": round(peak_high / peak_low, 3),
+        **scale,
     }
 
 

@@ -11,7 +11,9 @@ An engine is a module (or object) with three pure functions::
 action; the caller must ``feed`` the matching input to make progress.
 ``Emit`` actions have already been applied to the returned state. ``BioEnd`` and
 ``Fault`` inputs may be fed at any point (that is how races are stated); feeding any
-other input the engine did not ask for raises ``ModelUsageError``.
+other input the engine did not ask for raises ``ModelUsageError``. The iomap model
+also takes ``DefaultCuts`` (for ``Cut``: a run of full bios at once, emitted as one
+``BioRun``) and ``BioEndAll`` (one ``BioEnd`` for each bio in flight, oldest first).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def drive(
         elif isinstance(action, NeedCut):
             state = engine.feed(state, Cut(action.proposal.len))
         elif isinstance(action, Blocked):
-            index = min(action.outstanding)
+            index = action.outstanding.first
             state = engine.feed(state, BioEnd(index, statuses.get(index, 0)))
         elif isinstance(action, Finished):
             return outputs

@@ -16,8 +16,8 @@ from . import arith
 from . import errno as E
 from .engine import ModelEngine
 from .evolve import evolve
-from .iomap_bio import bio_loop, bio_next, bio_out, bio_tail, cut_answer
-from .iomap_complete import after_loop, iomap_dio_bio_end_io
+from .iomap_bio import bio_loop, bio_next, bio_out, bio_tail, cut_answer, cut_run
+from .iomap_complete import after_loop, bio_end_all, iomap_dio_bio_end_io
 from .iomap_iter import iomap_dio_iter, iomap_iter, map_answer
 from .iomap_state import (
     AFTER_LOOP,
@@ -47,9 +47,11 @@ from .iomap_state import (
 from .types import (
     Action,
     BioEnd,
+    BioEndAll,
     Blocked,
     Complete,
     Cut,
+    DefaultCuts,
     Emit,
     Fault,
     Finished,
@@ -173,7 +175,7 @@ def writeback_result(s: IomapState, ret: int) -> IomapState:
 
 
 def _wait_bios(s: IomapState) -> tuple[IomapState, Action | None]:
-    return s, Blocked(tuple(sorted(s.outstanding)), rule="__iomap_dio_rw: waiting for bios")
+    return s, Blocked(s.outstanding, rule="__iomap_dio_rw: waiting for bios")
 
 
 _RULES: dict[str, Rule] = {
@@ -211,6 +213,8 @@ def feed(s: IomapState, inp: Input) -> IomapState:
     """Give the engine the input it asked for, or a completion/fault at any time."""
     if isinstance(inp, BioEnd):
         return iomap_dio_bio_end_io(s, inp.index, inp.status)
+    if isinstance(inp, BioEndAll):
+        return bio_end_all(s, inp.status)
     if isinstance(inp, Fault):
         if s.flags & BUF_WRITETHROUGH:
             # RFC writethrough: the iterator is a bvec over a locked folio, never user memory
@@ -221,7 +225,7 @@ def feed(s: IomapState, inp: Input) -> IomapState:
         WAIT_WRITEBACK: WritebackResult,
         WAIT_INVALIDATE: InvalidateResult,
         WAIT_MAP: (Mapping, MapError),
-        WAIT_CUT: Cut,
+        WAIT_CUT: (Cut, DefaultCuts),
     }.get(s.phase)
     if expected is None or not isinstance(inp, expected):
         raise ModelUsageError(f"the engine did not ask for {type(inp).__name__} (phase {s.phase})")
@@ -231,6 +235,8 @@ def feed(s: IomapState, inp: Input) -> IomapState:
         return invalidate_result(s, inp.ret)
     if isinstance(inp, Cut):
         return cut_answer(s, inp.len)
+    if isinstance(inp, DefaultCuts):
+        return cut_run(s, inp.limit)
     return map_answer(s, inp)
 
 

@@ -28,7 +28,7 @@ from .iomap_state import (
     pinnable,
     set_status,
 )
-from .types import Action, Bio, ModelUsageError, NeedCut
+from .types import Action, Bio, BioRun, ModelUsageError, NeedCut
 
 
 def iomap_dio_bio_iter(s: IomapState) -> IomapState:
@@ -120,7 +120,7 @@ def _submit(
         ref=s.ref + 1,
         submitted=s.submitted + length,
         nbios=s.nbios + 1,
-        outstanding=s.outstanding | {bio.index},
+        outstanding=s.outstanding.add(bio.index),
         pending=(*s.pending, bio),
         **changes,
     )
@@ -192,6 +192,51 @@ def cut_answer(s: IomapState, n: int) -> IomapState:
         size=s.size + n,
         b_copied=s.b_copied + n,
         b_pos=s.b_pos + n,
+    )
+
+
+def cut_run(s: IomapState, limit: int | None) -> IomapState:
+    """``DefaultCuts``: the proposal for this bio and, while they are full bios, for the
+    next ones, submitted at once as one ``BioRun`` (the same as that many ``Cut``s)."""
+    need = s.cut
+    assert need is not None
+    n = need.proposal.len
+    full = BIO_MAX_VECS * s.geo.page_size
+    count = 1
+    if n == full and not s.error and not s.b_atomic and not s.flags & BUF_WRITETHROUGH:
+        # bio_loop with no input between bios: no error appears to stop the loop (L532-533;
+        # one that came while the cut was asked stops it after this bio) and the user
+        # buffer is page-aligned after a full bio, so each next proposal is again a full
+        # bio while pinnable bytes last (bio_iov_vecs_to_alloc / BIO_MAX_VECS)
+        count = 1 + pinnable(s, s.b_pos + n, s.b_len - s.b_copied - n) // full
+        if limit is not None:
+            count = min(count, limit)
+    if count == 1:
+        return cut_answer(s, n)
+    # iomap_dio_bio_iter (L545-548) x count: each bio accounts its bytes and holds a
+    # reference on the dio (iomap_dio_submit_bio, L62-67)
+    run = BioRun(
+        first=s.nbios,
+        count=count,
+        op=s.req.op,
+        addr=_sector_addr(s, s.b_pos),
+        len=n,
+        fua=s.b_fua,
+        rule=need.rule,
+    )
+    total = count * n
+    return evolve(
+        s,
+        ref=s.ref + count,
+        submitted=s.submitted + total,
+        nbios=s.nbios + count,
+        outstanding=s.outstanding.add_span(s.nbios, s.nbios + count),
+        pending=(*s.pending, run),
+        cut=None,
+        phase=BIO_NEXT,
+        size=s.size + total,
+        b_copied=s.b_copied + total,
+        b_pos=s.b_pos + total,
     )
 
 

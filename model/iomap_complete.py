@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import arith
 from . import errno as E
+from .bioset import EMPTY
 from .evolve import evolve
 from .iomap_state import (
     COMP_WORK,
@@ -71,7 +72,23 @@ def iomap_dio_bio_end_io(s: IomapState, index: int, status: int) -> IomapState:
     if status:
         s = _set_error(s, status, f"bio {index} completed with {errno_name(status)}")
     # __iomap_dio_bio_end_io (L256): drop the bio's reference
-    s = evolve(s, ref=s.ref - 1, outstanding=s.outstanding - {index})
+    s = evolve(s, ref=s.ref - 1, outstanding=s.outstanding.remove(index))
+    if s.ref == 0:
+        return iomap_dio_done(s)
+    return s
+
+
+def bio_end_all(s: IomapState, status: int) -> IomapState:
+    """``BioEndAll``: iomap_dio_bio_end_io for every bio in flight, oldest first."""
+    if not s.outstanding:
+        return s
+    # iomap_dio_bio_end_io (L271-272): the oldest failed bio records the error first
+    if status:
+        why = f"bio {s.outstanding.first} completed with {errno_name(status)}"
+        s = _set_error(s, status, why)
+    # __iomap_dio_bio_end_io (L256): each bio drops its reference; only the last of
+    # them can take the count to zero
+    s = evolve(s, ref=s.ref - len(s.outstanding), outstanding=EMPTY)
     if s.ref == 0:
         return iomap_dio_done(s)
     return s

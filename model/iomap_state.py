@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
+from .bioset import EMPTY, BioSet
 from .evolve import evolve
 from .types import Geometry, Mapping, NeedCut, Output, Request
 
@@ -82,7 +83,7 @@ class IomapState:
     # bios
     submitted: int = 0  # bytes handed to ->submit_io (btrfs: dio_data->submitted)
     nbios: int = 0
-    outstanding: frozenset[int] = frozenset()
+    outstanding: BioSet = EMPTY  # bios in flight, by index
     # locals of iomap_dio_bio_iter for the current mapping
     b_len: int = 0  # length = iomap_length(iter)
     b_pos: int = 0  # pos, advanced by each bio

@@ -231,7 +231,7 @@ def dio_bio_submit(s: LegacyState, why: str) -> tuple[LegacyState, Bio]:
         s,
         refcount=s.refcount + 1,
         n_bios=s.n_bios + 1,
-        inflight=s.inflight | {s.n_bios},
+        inflight=s.inflight.add(s.n_bios),
         bio_open=False,
         boundary=False,
         logical_offset_in_bio=0,

@@ -47,7 +47,7 @@ def bio_end_io(s: LegacyState, index: int, status: int) -> LegacyState:
                 f"BioEnd({index}): bio {index} was never issued ({s.n_bios} bio(s) so far)"
             )
         raise ModelUsageError(f"BioEnd({index}): bio {index} already completed")
-    s = evolve(s, inflight=s.inflight - {index})
+    s = evolve(s, inflight=s.inflight.remove(index))
     if s.is_async:
         return dio_bio_end_aio(s, status)
     # dio_bio_end_io (L380-385): push on dio->bio_list (LIFO), drop the bio's reference
@@ -100,7 +100,7 @@ def dio_await_one(s: LegacyState) -> Step:
     # dio_await_one (L468-476): sleep while bios are in flight and none completed
     if s.refcount > 1:
         return s, Blocked(
-            outstanding=tuple(sorted(s.inflight)),
+            outstanding=s.inflight,
             rule="dio_await_one (L468-476): waiting for a bio to complete",
         )
     return evolve(s, phase=DROP_REFCOUNT), None
@@ -125,7 +125,7 @@ def drop_refcount(s: LegacyState) -> Step:
 def aio_wait(s: LegacyState) -> Step:
     # dio_bio_end_aio (L345): the bio that drops the last reference completes the dio
     return s, Blocked(
-        outstanding=tuple(sorted(s.inflight)),
+        outstanding=s.inflight,
         rule="dio_bio_end_aio (L339-365): the last bio completion runs dio_complete",
     )
 

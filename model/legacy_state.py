@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
+from .bioset import EMPTY, BioSet
 from .evolve import evolve  # attrs.evolve semantics without re-running __init__
 from .types import Action, ModelUsageError
 
@@ -177,7 +178,7 @@ class LegacyState:
     send_caller: str = ""
     # bios issued
     n_bios: int = 0
-    inflight: frozenset[int] = frozenset()
+    inflight: BioSet = EMPTY  # bios in flight, by index
     # completion (dio_complete)
     cmpl_ctx: str = "submitter"
     cmpl_async: bool = False  # DIO_COMPLETE_ASYNC

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from attrs import evolve, frozen
 
-from .types import Bio, Geometry, Output
+from .types import Bio, BioRun, Geometry, Output
 
 
 @frozen
@@ -26,7 +26,8 @@ class Profile:
 
     def observe(self, o: Output, geo: Geometry) -> Output:
         """The output as the recording's tracepoints would show it."""
-        if self.fua_stripped_without_cache and isinstance(o, Bio) and o.fua and not geo.write_cache:
+        strip = self.fua_stripped_without_cache and not geo.write_cache
+        if strip and isinstance(o, Bio | BioRun) and o.fua:
             return evolve(o, fua=False)
         return o
 

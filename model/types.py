@@ -15,6 +15,7 @@ from typing import Literal
 import attrs
 from attrs import field, frozen
 
+from .bioset import BioSet
 from .errno import ERRNO_NAMES
 
 LOFF_MAX = (1 << 63) - 1  # largest loff_t
@@ -188,7 +189,42 @@ class Fault:
     at: int = field(validator=_non_negative)
 
 
-Input = InvalidateResult | WritebackResult | Mapping | MapError | Cut | BioEnd | Fault
+@frozen
+class DefaultCuts:
+    """Answer this cut with the engine's own proposal, and, while they carry exactly the
+    same length (full bios of BIO_MAX_VECS pages), the next ones of the same extent: at
+    most ``limit`` bios in all (None: no limit). The same as feeding ``Cut(proposal.len)``
+    that many times with nothing between; they come out as one ``BioRun`` (iomap only)."""
+
+    limit: int | None = field(default=None)
+
+    @limit.validator
+    def _positive(self, _attribute: attrs.Attribute, value: int | None) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"limit must be a positive integer or None, got {value!r}")
+
+
+@frozen
+class BioEndAll:
+    """Every bio in flight completes with ``status``, in submission order: the same as
+    ``BioEnd(i, status)`` for each of them, lowest index first (iomap only)."""
+
+    status: int = field(default=0, validator=_status)
+
+
+Input = (
+    InvalidateResult
+    | WritebackResult
+    | Mapping
+    | MapError
+    | Cut
+    | DefaultCuts
+    | BioEnd
+    | BioEndAll
+    | Fault
+)
 
 # --------------------------------------------------------------------------- outputs
 
@@ -230,7 +266,34 @@ class Complete:
     rule: str = ""  # how ret was derived
 
 
-Output = Bio | Flush | Queued | Complete
+@frozen
+class BioRun:
+    """``count`` data bios submitted one after the other with nothing between them (the
+    answer to ``DefaultCuts``): bio ``first + j`` is ``len`` bytes at ``addr + j * len``."""
+
+    first: int  # index of the first bio of the run
+    count: int
+    op: str
+    addr: int  # device byte address of the first bio
+    len: int  # bytes of each bio
+    fua: bool = False
+    atomic: bool = False
+    rule: str = ""
+
+    def bio(self, j: int) -> Bio:
+        """The ``j``-th bio of the run (0-based)."""
+        if not 0 <= j < self.count:
+            raise IndexError(j)
+        addr = self.addr + j * self.len
+        return Bio(self.first + j, self.op, addr, self.len, self.fua, atomic=self.atomic,
+                   rule=self.rule)  # fmt: skip
+
+    def bios(self) -> list[Bio]:
+        """Every bio of the run, one by one (only for runs small enough to list)."""
+        return [self.bio(j) for j in range(self.count)]
+
+
+Output = Bio | BioRun | Flush | Queued | Complete
 
 # --------------------------------------------------------------------------- actions
 
@@ -287,9 +350,10 @@ class Emit:
 
 @frozen
 class Blocked:
-    """Nothing can happen until one of ``outstanding`` bios completes."""
+    """Nothing can happen until one of ``outstanding`` bios completes (any iterable of
+    indices is taken; ``outstanding.first`` is the oldest)."""
 
-    outstanding: tuple[int, ...]
+    outstanding: BioSet = field(converter=BioSet.of)
     rule: str = ""
 
 

@@ -18,3 +18,13 @@ def test_bench_report_has_the_promised_fields():
     assert doc["events"] >= 1000
     for key in ("events_per_s", "peak_bytes_offset_0", "peak_bytes_offset_2^62"):
         assert doc[key] > 0
+
+
+def test_bench_report_has_the_bio_scale_figures():
+    doc = run(events=100, scale_sizes=(4, 64))
+    assert doc["conforms"] is True
+    for how in ("implied", "recorded"):
+        for n in (4, 64):
+            assert doc[f"{how}_{n}_bios_per_s"] > 0
+    assert doc["implied_2^62_bytes_bios"] == 1 << 42
+    assert doc["implied_2^62_bytes_seconds"] >= 0

@@ -22,9 +22,12 @@ from ..model.types import (
     Action,
     Bio,
     BioEnd,
+    BioEndAll,
+    BioRun,
     Blocked,
     Complete,
     Cut,
+    DefaultCuts,
     Emit,
     Fault,
     Finished,
@@ -101,6 +104,10 @@ class FileResult:
         }
 
 
+# engines that take DefaultCuts and BioEndAll (bios implied in bulk)
+BULK_ENGINES = frozenset({"iomap"})
+
+
 class _Diverged(Exception):
     def __init__(self, line: int, req: int | None, says: str, predicts: str, rule: str):
         super().__init__(says)
@@ -108,7 +115,7 @@ class _Diverged(Exception):
 
 
 def output_kind(o: Output) -> str:
-    if isinstance(o, Bio):
+    if isinstance(o, Bio | BioRun):
         return "bio"
     if isinstance(o, Flush):
         return "flush"
@@ -122,6 +129,10 @@ def describe_output(o: Output) -> str:
         extra = " zero" if o.zero else ""
         extra += " atomic" if o.atomic else ""
         return f"bio #{o.index} {o.op} addr={o.addr} len={o.len} fua={str(o.fua).lower()}{extra}"
+    if isinstance(o, BioRun):
+        last = o.first + o.count - 1
+        fua = str(o.fua).lower()
+        return f"bios #{o.first}..#{last} {o.op} addr={o.addr} len={o.len} each fua={fua}"
     if isinstance(o, Complete):
         end_io = f" end_io={sorted(o.end_io_flags)}" if o.end_io_flags else ""
         return f"complete ret={o.ret} pos_after={o.pos_after} i_size={o.i_size} ctx={o.ctx}{end_io}"
@@ -140,7 +151,7 @@ def describe_action(a: Action) -> str:
     if isinstance(a, NeedCut):
         return describe_output(a.proposal)
     if isinstance(a, Blocked):
-        return f"waits for bios {list(a.outstanding)} to complete"
+        return f"waits for bios {a.outstanding.describe()} to complete"
     if isinstance(a, Finished):
         return "request already complete"
     if isinstance(a, NeedInvalidate):
@@ -271,6 +282,8 @@ class Replayer:
             o = action.output
             if isinstance(o, Bio):
                 r.nbios += 1
+            elif isinstance(o, BioRun):
+                r.nbios += o.count
             elif isinstance(o, Complete):
                 self.i_size = o.i_size
                 r.finished = True
@@ -301,7 +314,7 @@ class Replayer:
             if self._default_input(r, action):
                 continue
             if isinstance(action, NeedCut):
-                r.state = self.engine.feed(r.state, Cut(action.proposal.len))
+                r.state = self.engine.feed(r.state, self._implied_cuts(action, index + 1 - r.nbios))
             elif isinstance(action, Emit):
                 if output_kind(action.output) in r.observed:
                     raise self._diverge(e, action)
@@ -338,7 +351,7 @@ class Replayer:
                 r.state = self.engine.feed(r.state, event_to_input(e))
                 return
             elif isinstance(action, NeedCut) and "bio" not in r.observed:
-                r.state = self.engine.feed(r.state, Cut(action.proposal.len))
+                r.state = self.engine.feed(r.state, self._implied_cuts(action))
             elif isinstance(action, Emit) and output_kind(action.output) not in r.observed:
                 continue
             else:
@@ -350,7 +363,10 @@ class Replayer:
             if self._default_input(r, action):
                 continue
             if isinstance(action, NeedCut):
-                r.state = self.engine.feed(r.state, Cut(self._cut(r, action, e)))
+                if "bio" in r.observed or e.ev == "bio":
+                    r.state = self.engine.feed(r.state, Cut(self._cut(r, action, e)))
+                else:
+                    r.state = self.engine.feed(r.state, self._implied_cuts(action))
             elif isinstance(action, Emit):
                 o = self.profile.observe(action.output, self.geometry)
                 if output_kind(o) not in r.observed:
@@ -360,9 +376,24 @@ class Replayer:
                 return
             elif isinstance(action, Blocked) and e.ev in ("flush", "complete"):
                 # bios with no bio_end line complete now, in submission order, status 0
-                r.state = self.engine.feed(r.state, BioEnd(min(action.outstanding), 0))
+                r.state = self.engine.feed(r.state, self._implied_ends(action))
             else:
                 raise self._diverge(e, action)
+
+    def _implied_cuts(self, need: NeedCut, limit: int | None = None) -> Cut | DefaultCuts:
+        """Bios that are not recorded take the engine's own cut; the iomap model submits
+        a run of them at once (``DefaultCuts``, the same as one ``Cut`` per bio)."""
+        if self.engine.name in BULK_ENGINES:
+            return DefaultCuts(limit)
+        return Cut(need.proposal.len)
+
+    def _implied_ends(self, blocked: Blocked) -> BioEnd | BioEndAll:
+        """Bios with no ``bio_end`` line complete with status 0, oldest first: all at
+        once on iomap (``BioEndAll``, the same as one ``BioEnd`` each while it waits)."""
+        if self.engine.name in BULK_ENGINES:
+            return BioEndAll(0)
+        # the legacy submitter reaps each completion inside its wait (dio_await_one)
+        return BioEnd(blocked.outstanding.first, 0)
 
     def _cut(self, r: _Request, need: NeedCut, e: Event) -> int:
         """How many bytes the next data bio carries: the recorded cut when it is one
@@ -387,9 +418,9 @@ class Replayer:
             if self._default_input(r, action):
                 continue
             if isinstance(action, NeedCut) and "bio" not in r.observed:
-                r.state = self.engine.feed(r.state, Cut(action.proposal.len))
+                r.state = self.engine.feed(r.state, self._implied_cuts(action))
             elif isinstance(action, Blocked):
-                r.state = self.engine.feed(r.state, BioEnd(min(action.outstanding), 0))
+                r.state = self.engine.feed(r.state, self._implied_ends(action))
             elif isinstance(action, Emit) and output_kind(action.output) not in r.observed:
                 continue
             else:
