@@ -247,7 +247,9 @@ def _report(rec: Recording, replay: bool, out: Callable[[str], None]) -> bool:
     out(f"{rec.fs:5} {rec.name}: {rec.requests} requests, {len(rec.traces)} trace(s), {checks}")
     if rec.lost:
         out(f"      the trace buffer lost {rec.lost} of {rec.events + rec.lost} events: "
-            f"{rec.unchecked} request(s) they may belong to were left out, unchecked")  # fmt: skip
+            f"{rec.unchecked} request(s) they may belong to were left out, unchecked; "
+            f"requests whose start was lost are not in the traces at all "
+            f"({rec.unmatched} completion(s) without a start were ignored)")  # fmt: skip
     for c in rec.failed_checks:
         out(f"      CHECK FAILED {c.what} {c.detail}")
     for path in rec.traces:

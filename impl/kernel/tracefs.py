@@ -38,7 +38,10 @@ IOMAP_EVENTS = (
     "iomap_dio_complete",
 )
 BLOCK_EVENTS = ("block_bio_queue", "block_bio_complete")
-BUFFER_KB = 16384  # per CPU
+# per CPU: 256 MiB in all, between 16 and 64 MiB a CPU (a burst the reader cannot
+# follow, e.g. while the machine is busy, fills it before events are lost)
+BUFFER_KB = max(16 << 10, min(64 << 10, (256 << 10) // (os.cpu_count() or 1)))
+READER_NICE = -10  # the reader thread runs before the workload it records
 
 
 def kernel_dev(dev: tuple[int, int]) -> int:
@@ -150,6 +153,8 @@ class TraceSession:
         self._thread.start()
 
     def _pump(self, fd: int) -> None:
+        with contextlib.suppress(OSError):  # (needs root, as recording does)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICE)
         poll = select.poll()
         poll.register(fd, select.POLLIN)
         try:
