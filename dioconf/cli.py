@@ -29,20 +29,19 @@ def _expand(paths: Sequence[str]) -> list[str]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .traces.format import TraceFormatError, read_trace
-    from .traces.replay import replay_trace
+    from .traces.format import TraceFormatError
+    from .traces.replay import replay_file
 
     files = _expand(args.files)
     if not files:
         print("dioconf replay: no trace files given (directories held no .jsonl)", file=sys.stderr)
         return EXIT_USAGE
-    traces, invalid = [], []
-    for f in files:  # validate every file before replaying any line
+    results, invalid = [], []
+    for f in files:  # each streamed; a malformed one is INVALID, never half replayed
         try:
-            traces.append(read_trace(f))
+            results.append(replay_file(f))
         except TraceFormatError as exc:
             invalid.append(exc)
-    results = [replay_trace(t) for t in traces]
     passed = sum(r.ok for r in results)
     failed = len(results) - passed
     if args.json:

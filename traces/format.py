@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
@@ -57,6 +56,7 @@ __all__ = [
     "header_dict",
     "parse_trace",
     "read_trace",
+    "scan_trace",
     "write_trace",
 ]
 
@@ -113,23 +113,37 @@ class Trace:
 def read_trace(path: str | os.PathLike[str]) -> Trace:
     """Read and validate the trace file at ``path``."""
     name = str(os.fspath(path))
+    items = scan_trace(path)
+    header = next(items)
+    assert isinstance(header, Header)
+    return Trace(name, header, tuple(e for e in items if isinstance(e, Event)))
+
+
+def scan_trace(path: str | os.PathLike[str]) -> Iterator[Header | Event]:
+    """The header, then each event, validated as they are read: a streaming
+    ``read_trace`` whose memory does not grow with the file. It raises
+    ``TraceFormatError`` where ``read_trace`` would, when it gets there: a caller that acts
+    on the events before the end must not report a result until the iterator ends."""
+    name = str(os.fspath(path))
     try:
-        data = Path(path).read_bytes()
+        fp = open(path, "rb")  # noqa: SIM115 - closed below, also when abandoned
     except OSError as e:
         raise TraceFormatError(name, 0, f"cannot read file: {e.strerror or e}") from None
 
     def lines() -> Iterator[tuple[int, str]]:
-        for number, raw in enumerate(data.split(b"\n"), 1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise TraceFormatError(
-                    name,
-                    number,
-                    f"not valid UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}",
-                ) from None
+        with fp:
+            for number, raw in enumerate(fp, 1):
+                raw = raw.removesuffix(b"\n")
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise TraceFormatError(
+                        name,
+                        number,
+                        f"not valid UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}",
+                    ) from None
 
-    return _parse(lines(), name)
+    return _scan(lines(), name)
 
 
 def parse_trace(lines: Iterable[str], path: str = "<string>") -> Trace:
@@ -140,8 +154,14 @@ def parse_trace(lines: Iterable[str], path: str = "<string>") -> Trace:
 
 
 def _parse(lines: Iterable[tuple[int, str]], path: str) -> Trace:
+    items = _scan(lines, path)
+    header = next(items)
+    assert isinstance(header, Header)
+    return Trace(path, header, tuple(e for e in items if isinstance(e, Event)))
+
+
+def _scan(lines: Iterable[tuple[int, str]], path: str) -> Iterator[Header | Event]:
     header: Header | None = None
-    events: list[Event] = []
     requests = _Requests()
     for number, text in lines:
         if not text.strip(_JSON_WHITESPACE):
@@ -150,15 +170,15 @@ def _parse(lines: Iterable[tuple[int, str]], path: str) -> Trace:
             obj = _load_object(text)
             if header is None:
                 header = _make_header(obj)
+                item: Header | Event = header
             else:
-                event = _make_event(number, obj, header)
-                requests.check(event, header)
-                events.append(event)
+                item = _make_event(number, obj, header)
+                requests.check(item, header)
         except Problem as p:
             raise TraceFormatError(path, number, str(p)) from None
+        yield item
     if header is None:
         raise TraceFormatError(path, 0, "no header: the file has no non-blank line")
-    return Trace(path, header, tuple(events))
 
 
 def parse_header(obj: dict[str, Any], path: str = "<header>") -> Header:
@@ -265,20 +285,27 @@ class _Request:
     first_io: int | None = None  # first map or bio
     invalidate: int | None = None
     writeback: int | None = None
-    complete: int | None = None
 
 
 class _Requests:
     """Cross-line checks: begin first, nothing after complete, bio_end indexes."""
 
     def __init__(self) -> None:
-        self.by_req: dict[int, _Request] = {}
+        self.by_req: dict[int, _Request] = {}  # requests not complete yet
+        self.done: dict[int, tuple[int, int]] = {}  # req -> lines of its begin, complete
 
     def check(self, event: Event, header: Header) -> None:
         ev, req, line = event.ev, event.req, event.line
         if req is None:
             return
         r = self.by_req.get(req)
+        if r is None and req in self.done:
+            begin, complete = self.done[req]
+            if ev == "begin":
+                raise Problem(f'duplicate "begin" for req {req} (first on line {begin})')
+            if ev == "complete":
+                raise Problem(f'duplicate "complete" for req {req} (first on line {complete})')
+            raise Problem(f'"{ev}" event for req {req} after its "complete" (line {complete})')
         if ev == "begin":
             if r is not None:
                 raise Problem(f'duplicate "begin" for req {req} (first on line {r.begin})')
@@ -293,10 +320,6 @@ class _Requests:
             return
         if r is None:
             raise Problem(f'"{ev}" event for req {req} before its "begin"')
-        if r.complete is not None:
-            if ev == "complete":
-                raise Problem(f'duplicate "complete" for req {req} (first on line {r.complete})')
-            raise Problem(f'"{ev}" event for req {req} after its "complete" (line {r.complete})')
         if ev in OUTPUT_KINDS and ev not in r.observed:
             raise Problem(
                 f'"{ev}" event recorded for req {req} but its begin\'s observed list '
@@ -323,7 +346,8 @@ class _Requests:
                     )
                 r.ended[index] = line
         elif ev == "complete":
-            r.complete = line
+            del self.by_req[req]  # only its two line numbers are kept: memory stays flat
+            self.done[req] = (r.begin, line)
 
     @staticmethod
     def _check_pre_io(ev: str, req: int, r: _Request, op: str) -> None:

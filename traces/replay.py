@@ -11,6 +11,7 @@ list, which narrows it) are not compared.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -44,12 +45,13 @@ from ..model.types import (
 )
 from .format import (
     Event,
+    Header,
     Trace,
     begin_to_request,
     event_to_input,
     make_event,
     parse_header,
-    read_trace,
+    scan_trace,
 )
 
 
@@ -227,12 +229,16 @@ class Replayer:
 
     # -- driving ---------------------------------------------------------------------
 
-    def run(self) -> FileResult:
-        events = self.trace.events
+    def run(self, events: Iterable[Event] | None = None) -> FileResult:
+        """Replay the trace's events, or ``events`` as they come (a streamed file: its
+        remaining lines are still read after a divergence, so that a malformed file is
+        reported as such, never half replayed)."""
+        stream = iter(self.trace.events if events is None else events)
+        last, count = 1, 0
         try:
-            for e in events:
+            for e in stream:
+                last, count = e.line, count + 1
                 self._event(e)
-            last = events[-1].line if events else 1
             for r in list(self.requests.values()):
                 try:
                     self._finish_at_eof(r, last)
@@ -241,9 +247,10 @@ class Replayer:
                         last, r.req, "(end of trace)", str(exc), "model contract"
                     ) from exc
         except _Diverged as d:
+            count += sum(1 for _ in stream)  # (validates the rest)
             div = Divergence(self.trace.path, d.line, d.req, d.says, d.predicts, d.rule)
-            return FileResult(self.trace.path, div, self.seen, len(events))
-        return FileResult(self.trace.path, None, self.seen, len(events))
+            return FileResult(self.trace.path, div, self.seen, count)
+        return FileResult(self.trace.path, None, self.seen, count)
 
     def _event(self, e: Event) -> None:
         ev = e.ev
@@ -434,8 +441,13 @@ def replay_trace(trace: Trace) -> FileResult:
 
 
 def replay_file(path: str) -> FileResult:
-    """Read, validate and replay one file (raises TraceFormatError when malformed)."""
-    return replay_trace(read_trace(path))
+    """Read, validate and replay one file as it is read: memory does not grow with its
+    length (raises TraceFormatError when malformed, wherever that shows)."""
+    items = scan_trace(path)
+    header = next(items)
+    assert isinstance(header, Header)
+    trace = Trace(str(path), header, ())
+    return Replayer(trace).run(e for e in items if isinstance(e, Event))
 
 
 class StreamReplayer(Replayer):
