@@ -21,7 +21,7 @@ from typing import Any
 
 from attrs import define, field
 
-from ...traces.format import dump_line, header_dict, read_trace
+from ...traces.format import dump_line, header_dict, scan_trace
 from .btrfs import chunk_map, translator
 from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
 from .convert import Converter
@@ -141,17 +141,13 @@ def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: P
         )  # fmt: skip
         suffix = "" if len(inos) == 1 or fname == "f" else f"-{fname.replace('/', '_')}"
         path = out / f"{name}{suffix}.jsonl"
-        _write_whole(path, header, conv.kept(), validate=nreq <= VALIDATE_UP_TO)
+        _write_whole(path, header, conv.kept())
         rec.traces.append(path)
 
 
-VALIDATE_UP_TO = 20_000  # requests: larger traces are checked by their replay
-
-
-def _write_whole(path: Path, header: dict[str, Any], events: Iterable[dict[str, Any]],
-                 *, validate: bool) -> None:  # fmt: skip
-    """Write the trace under a temporary name and rename it: an interrupted or failed
-    write leaves no half trace behind. ``validate``: read it back as a reader would."""
+def _write_whole(path: Path, header: dict[str, Any], events: Iterable[dict[str, Any]]) -> None:
+    """Write the trace under a temporary name, read it back as a reader would (streamed)
+    and rename it: an interrupted or failed write leaves no half trace behind."""
     part = path.with_name(path.name + ".part")
     with undo_stack() as undo:
         undo.push(f"remove {part}", lambda: part.unlink(missing_ok=True))
@@ -159,8 +155,8 @@ def _write_whole(path: Path, header: dict[str, Any], events: Iterable[dict[str, 
             fp.write(dump_line(header) + "\n")
             for ev in events:
                 fp.write(dump_line(ev) + "\n")
-        if validate:
-            read_trace(str(part))
+        for _ in scan_trace(str(part)):
+            pass
         os.replace(part, path)
 
 
