@@ -140,6 +140,25 @@ def test_final_iter_call_is_not_a_map_error():
     assert out[1]["op"] == "read"
 
 
+def test_a_completion_ending_where_an_older_request_starts_goes_to_its_own():
+    """Request 1 (4 KiB at 4 KiB) is queued before request 2 (4 KiB at 0); request 2
+    completes first, moving ki_pos to 4096: the start of request 1, whose range holds it
+    too. ki_pos == pos + ret - done_before names request 2 (iomap_dio_complete)."""
+    out = evs([
+        begin(10, 0x4000, 0x1000, 0x1000, flags="WRITE|DIRECT", aio=1),
+        it(10, 0x1000), dstmap(10, 0x10000, 0, 0x4000), bio(10, "WS", 136, 8),
+        it(10, 0x2000),
+        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x4000 offset 0x1000 length 0x0"),
+        begin(10, 0x4000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
+        it(10, 0), dstmap(10, 0x10000, 0, 0x4000), bio(10, "WS", 128, 8), it(10, 0x1000),
+        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x4000 offset 0x0 length 0x0"),
+        done(0, 0x4000, 0x1000, 4096, aio=1),  # request 2: 0 + 4096
+        done(0, 0x4000, 0x2000, 4096, aio=1),  # request 1: 4096 + 4096
+    ])  # fmt: skip
+    done_ = [(e["req"], e["pos_after"]) for e in out if e["ev"] == "complete"]
+    assert done_ == [(2, 0x1000), (1, 0x2000)]
+
+
 def test_async_completion_in_another_context_is_matched_by_range():
     """Two queued aio requests; their completions run in interrupt/kworker context and
     are matched to the queued request whose range holds the new ki_pos."""

@@ -76,6 +76,12 @@ class _Req:
         return self.done or self.closed
 
 
+def _moved_to(r: _Req, ret: int, ki_pos: int) -> bool:
+    """iomap_dio_complete (L143-153): a positive result moved ki_pos by the bytes done
+    and then had done_before added, so ki_pos == pos + ret - done_before."""
+    return ret > 0 and r.pos + ret - r.begin["done_before"] == ki_pos
+
+
 def _iocb(flags: frozenset[str]) -> list[str]:
     out = [f for f in IOCB_FLAGS if f in flags]
     if "SYNC" in out and "DSYNC" not in out:
@@ -274,8 +280,10 @@ class Converter:
             del self.open[rec.pid]  # completed by its submitter (sync, or not queued)
         else:
             # an async completion runs in any context (an interrupted task's pid, a
-            # kworker): the oldest queued request whose range holds the new ki_pos
-            cands = [q for q in self.queued if q.pos <= f["offset"] <= q.pos + q.len]
+            # kworker): the queued request whose new ki_pos it shows, or else (an error,
+            # a failed sync) the oldest whose range holds it
+            cands = [q for q in self.queued if _moved_to(q, f["ret"], f["offset"])]
+            cands = cands or [q for q in self.queued if q.pos <= f["offset"] <= q.pos + q.len]
             if not cands:
                 self.unmatched.append(rec)
                 return
