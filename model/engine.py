@@ -95,7 +95,7 @@ def drive(
     *,
     invalidate: int = 0,
     writeback: int = 0,
-    faults: Iterable[int] = (),
+    faults: Iterable[int | Fault] = (),
     statuses: MappingABC[int, int] | None = None,
     max_steps: int = 1_000_000,
 ) -> list[Output]:
@@ -115,8 +115,8 @@ def drive(
 
     statuses = dict(statuses or {})
     state = engine.start(geometry, request, i_size)
-    for at in faults:
-        state = engine.feed(state, Fault(at))
+    for at in faults:  # a byte offset (-EFAULT there), or a Fault with its errno
+        state = engine.feed(state, at if isinstance(at, Fault) else Fault(at))
     outputs: list[Output] = []
     for _ in range(max_steps):
         state, action = engine.step(state)

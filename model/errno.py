@@ -1,5 +1,6 @@
 """Negative errno values used by the model and the trace format."""
 
+EINTR = -4
 EIO = -5
 EAGAIN = -11
 ENOMEM = -12
@@ -11,6 +12,7 @@ EOPNOTSUPP = -95
 EIOCBQUEUED = -529
 
 ERRNO_NAMES = {
+    EINTR: "EINTR",
     EIO: "EIO",
     EAGAIN: "EAGAIN",
     ENOMEM: "ENOMEM",

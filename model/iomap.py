@@ -219,8 +219,13 @@ def feed(s: IomapState, inp: Input) -> IomapState:
         if s.flags & BUF_WRITETHROUGH:
             # RFC writethrough: the iterator is a bvec over a locked folio, never user memory
             raise ModelUsageError("a BUF_WRITETHROUGH request has no user buffer to fault")
-        # a user-buffer page that cannot be pinned (no-fault iterator)
-        return evolve(s, fault_at=min(s.fault_at, inp.at))
+        # a user-buffer page that cannot be pinned (no-fault iterator), or a fatal signal
+        # pending while get_user_pages pins it (-EINTR): the earliest fault decides
+        if inp.at < s.fault_at:
+            s = evolve(s, fault_at=inp.at, fault_errno=inp.errno)
+        if inp.errno == E.EFAULT and inp.at < s.copy_fault_at:
+            s = evolve(s, copy_fault_at=inp.at)
+        return s
     expected = {
         WAIT_WRITEBACK: WritebackResult,
         WAIT_INVALIDATE: InvalidateResult,

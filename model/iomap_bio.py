@@ -28,7 +28,7 @@ from .iomap_state import (
     pinnable,
     set_status,
 )
-from .types import Action, Bio, BioRun, ModelUsageError, NeedCut
+from .types import Action, Bio, BioRun, ModelUsageError, NeedCut, errno_name
 
 
 def iomap_dio_bio_iter(s: IomapState) -> IomapState:
@@ -150,8 +150,11 @@ def bio_loop(s: IomapState) -> tuple[IomapState, Action | None]:
     max_len = avail & ~mask
     proposal = _default_cut(s, s.b_pos, max_len) & ~mask
     if proposal <= 0:
-        why = "bio_iov_iter_get_pages: user buffer fault -> -EFAULT (iomap_dio_bio_iter_one)"
-        return evolve(s, phase=BIO_TAIL, b_ret=E.EFAULT, loop_why=why), None
+        # bio_iov_iter_get_pages (iomap_dio_bio_iter_one L356-358): pinning failed, with
+        # -EFAULT (a page that cannot be faulted in) or -EINTR (a fatal signal pending)
+        err = s.fault_errno
+        why = f"bio_iov_iter_get_pages: user buffer -> {errno_name(err)} (iomap_dio_bio_iter_one)"
+        return evolve(s, phase=BIO_TAIL, b_ret=err, loop_why=why), None
     if s.b_atomic and proposal != s.b_len:
         # iomap_dio_bio_iter_one (L366-369): an atomic bio must cover the whole mapping
         why = "iomap_dio_bio_iter_one: atomic bio does not cover the mapping -> -EINVAL"

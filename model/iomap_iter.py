@@ -14,9 +14,9 @@ from .iomap_state import (
     WAIT_MAP,
     WRITE,
     IomapState,
+    copyable,
     iomap_iter_advance,
     iomap_length,
-    pinnable,
     set_status,
 )
 from .types import Action, MapError, Mapping, ModelUsageError, NeedMap, errno_name
@@ -105,7 +105,7 @@ def iomap_dio_iter(s: IomapState) -> tuple[IomapState, Action | None]:
 
 def iomap_dio_hole_iter(s: IomapState) -> IomapState:
     # iomap_dio_hole_iter (L573-581): zero the user buffer, no I/O; nothing -> -EFAULT
-    length = pinnable(s, s.pos, iomap_length(s))
+    length = copyable(s, s.pos, iomap_length(s))
     s = evolve(s, size=s.size + length)
     if not length:
         return set_status(s, E.EFAULT, "iomap_dio_hole_iter: user buffer fault -> -EFAULT")
@@ -120,7 +120,7 @@ def iomap_dio_inline_iter(s: IomapState) -> IomapState:
     in_page = (m.addr or 0) % s.geo.page_size
     if m.length > s.geo.page_size - in_page:
         return set_status(s, E.EIO, "iomap_dio_inline_iter: inline data crosses a page -> -EIO")
-    copied = pinnable(s, s.pos, length)
+    copied = copyable(s, s.pos, length)
     inode_size = s.inode_size
     # iomap_dio_inline_iter (L598-608): a write extends i_size to the end of the copy
     if s.flags & WRITE and copied and s.pos + copied > inode_size:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
+from . import errno as E
 from .bioset import EMPTY, BioSet
 from .evolve import evolve
 from .types import Geometry, Mapping, NeedCut, Output, Request
@@ -80,6 +81,8 @@ class IomapState:
     loop_ret: int = 0  # ret of the iomap_iter loop in __iomap_dio_rw
     loop_why: str = ""
     fault_at: int = NO_FAULT  # first user-buffer byte that cannot be pinned
+    fault_errno: int = E.EFAULT  # what pinning it fails with (Fault.errno)
+    copy_fault_at: int = NO_FAULT  # first byte that cannot be copied (an -EFAULT fault)
     # bios
     submitted: int = 0  # bytes handed to ->submit_io (btrfs: dio_data->submitted)
     nbios: int = 0
@@ -126,3 +129,10 @@ def pinnable(s: IomapState, pos: int, want: int) -> int:
     # a user-buffer fault: bytes before the first unpinnable byte can still be used
     buf = pos - s.req.pos
     return max(0, min(want, s.fault_at - buf))
+
+
+def copyable(s: IomapState, pos: int, want: int) -> int:
+    # copy_to_iter / iov_iter_zero fault pages in and stop only at an -EFAULT fault (a
+    # pending fatal signal fails get_user_pages, not a copy)
+    buf = pos - s.req.pos
+    return max(0, min(want, s.copy_fault_at - buf))

@@ -197,7 +197,9 @@ def feed(s: LegacyState, inp: Input) -> LegacyState:
                 f"Fault(at={inp.at}): must be a multiple of the page size {s.cfg.page_size}"
             )
         cur = s.fault_at
-        return evolve(s, fault_at=inp.at if cur < 0 else min(cur, inp.at))
+        if cur < 0 or inp.at < cur:  # the earliest fault decides (EFAULT or EINTR)
+            return evolve(s, fault_at=inp.at, fault_errno=inp.errno)
+        return s
     if isinstance(inp, (Mapping, MapError)):
         if s.phase != GET_BLOCK:
             raise ModelUsageError(

@@ -149,6 +149,7 @@ class LegacyState:
     sdio_from: int = 0
     sdio_to: int = 0
     fault_at: int = NO_FAULT  # from this user-buffer byte on, pages cannot be pinned
+    fault_errno: int = -14  # what get_user_pages fails with there (Fault.errno)
     # locals of do_direct_IO
     page: int = NO_PAGE
     from_: int = 0

@@ -75,7 +75,8 @@ def dio_refill_pages(s: LegacyState) -> tuple[LegacyState, int]:
     pinned = want
     if s.fault_at != NO_FAULT:
         pinned = min(want, max(0, (s.fault_at - s.iter_pos) // c.page_size))
-    ret = E.EFAULT if want and not pinned else 0  # get_user_pages pinned nothing: -EFAULT
+    # get_user_pages pinned nothing: -EFAULT, or -EINTR with a fatal signal pending
+    ret = s.fault_errno if want and not pinned else 0
     if ret < 0 and s.blocks_available and c.write:
         # dio_refill_pages (L174-190): use up the mapped blocks with ZERO_PAGE
         page_errors = s.page_errors or ret

@@ -184,9 +184,13 @@ class BioEnd:
 
 @frozen
 class Fault:
-    """From user-buffer byte ``at`` on, pages cannot be pinned or copied."""
+    """From user-buffer byte ``at`` on, pages cannot be pinned (get_user_pages fails with
+    ``errno``). With -EFAULT (the default: a page that cannot be faulted in) they cannot
+    be copied either; with another errno, e.g. -EINTR (a fatal signal is pending, which
+    GUP checks), copying still works: only pinning fails."""
 
     at: int = field(validator=_non_negative)
+    errno: int = field(default=-14, validator=_errno)
 
 
 @frozen

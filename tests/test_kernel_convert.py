@@ -297,3 +297,21 @@ def test_a_request_completed_inside_the_lost_window_is_left_out_too():
         c.add(r)
     assert c.unchecked == {1}
     assert c.events() == []
+
+
+@pytest.mark.parametrize(("status", "fault"), [
+    (-14, {"ev": "fault", "req": 1, "at": 4096}),
+    (-4, {"ev": "fault", "req": 1, "at": 4096, "errno": -4}),
+])  # fmt: skip
+def test_a_pinning_failure_becomes_a_fault_with_its_errno(status, fault):
+    """iomap_iter's status is the previous step's: -EFAULT, or -EINTR when a fatal signal
+    was pending while get_user_pages pinned the buffer (bio_iov_iter_get_pages)."""
+    out = evs([
+        begin(10, 0x10000, 0, 0x3000, flags="DIRECT"),
+        it(10, 0, flags="DIRECT"), dstmap(10, 0x900000, 0, 0x10000),
+        bio(10, "RS", 0x900000 // 512, 8),
+        it(10, 0x1000, flags="DIRECT"), dstmap(10, 0x901000, 0x1000, 0xF000),
+        it(10, 0x1000, status=status, flags="DIRECT"),
+        done(10, 0x10000, 0x1000, 4096),
+    ])  # fmt: skip
+    assert [e for e in out if e["ev"] == "fault"] == [fault]

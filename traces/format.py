@@ -400,7 +400,7 @@ def event_to_input(
     if ev.ev == "writeback":
         return WritebackResult(f["ret"])
     if ev.ev == "fault":
-        return Fault(f["at"])
+        return Fault(f["at"], f.get("errno", -14))
     if ev.ev == "bio_end":
         return BioEnd(f["index"], f["status"])
     hint = ' (use begin_to_request for "begin")' if ev.ev == "begin" else ""

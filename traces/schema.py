@@ -199,7 +199,9 @@ EVENT_FIELDS: dict[str, dict[str, FieldSpec]] = {
         "error": FieldSpec(errno),
         "create": FieldSpec(boolean, engines=("legacy",)),
     },
-    "fault": {"at": FieldSpec(non_negative(), required=True)},
+    # errno (an addition to v1; absent means -14): what pinning fails with, -EFAULT or
+    # e.g. -EINTR when a fatal signal is pending (get_user_pages)
+    "fault": {"at": FieldSpec(non_negative(), required=True), "errno": FieldSpec(errno)},
     "bio": {
         "op": FieldSpec(one_of(*OPS), required=True),
         "addr": FieldSpec(non_negative(), required=True),

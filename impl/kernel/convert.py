@@ -17,7 +17,8 @@ two inferences that only read the iomap_iter events:
 - ``fault``: ``iomap_iter`` reports the status of the previous step; -EFAULT there
   means the user buffer could not be pinned or copied at the current position (a
   no-fault iterator, as btrfs uses): a ``fault`` at that buffer offset, rounded down to
-  a page;
+  a page; -EINTR means pinning failed because a fatal signal was pending
+  (get_user_pages): a ``fault`` with ``"errno": -4``;
 - the direction of a request: ``pwritev`` does not set IOCB_WRITE, so it comes from
   the ``iomap_iter`` flags (WRITE), an ``invalidate_fail`` (writes only), or the
   workload's ``trace_marker`` line before the syscall.
@@ -35,6 +36,8 @@ from .parse import Record, rwbs
 
 EAGAIN = -11
 EFAULT = -14
+EINTR = -4
+PIN_ERRORS = (EFAULT, EINTR)  # what bio_iov_iter_get_pages fails with, as a fault
 ENOTBLK = -15
 EBUSY = -16
 IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC", "HIPRI")
@@ -195,12 +198,13 @@ class Converter:
         r.mapped = False
         self._iomap_begin_failed(r)
         pos, status = rec.f["pos"], rec.f["status"]
-        if status == EFAULT and not r.faulted:
+        if status in PIN_ERRORS and not r.faulted:
             r.faulted = True
             at = pos - r.pos
-            self._insert_after_begin(
-                r, {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
-            )
+            fault = {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
+            if status != EFAULT:
+                fault["errno"] = status
+            self._insert_after_begin(r, fault)
         left = r.pos + r.len - pos
         # iomap_iter: the first call maps; later calls map only after progress
         final = bool(r.iters) and (status < 0 or left <= 0 or pos == r.iters[-1][0])
