@@ -140,6 +140,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.reader import run as run_reader
 
         doc = run_reader(files=args.files)
+    elif args.what == "fidelity":
+        from .bench.fidelity import run as run_fidelity
+
+        doc = run_fidelity()
     elif args.what == "conformance":
         from .cli_run import cmd_bench_conformance
 
@@ -214,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_impl)
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
-    b.add_argument("what", choices=["replay", "impl", "conformance", "quality", "reader"],
+    b.add_argument("what", choices=["replay", "impl", "conformance", "quality", "reader",
+                                    "fidelity"],
                    help="what to measure")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("--events", type=int, default=120_000, help="events in the generated trace")
