@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from attrs import frozen
 
 from ..model.engine import Engine, get_engine
 from ..model.profiles import get_profile
@@ -31,16 +30,12 @@ from ..model.types import (
     DefaultCuts,
     Emit,
     Fault,
-    Finished,
-    Flush,
     InvalidateResult,
     ModelUsageError,
     NeedCut,
     NeedInvalidate,
     NeedMap,
     NeedWriteback,
-    Output,
-    Queued,
     WritebackResult,
 )
 from .format import (
@@ -53,152 +48,20 @@ from .format import (
     parse_header,
     scan_trace,
 )
-
-
-@frozen
-class Divergence:
-    path: str
-    line: int
-    req: int | None
-    trace_says: str
-    model_predicts: str
-    rule: str
-
-    def report(self, indent: str = "") -> list[str]:
-        """The human-readable report: where, what the trace says, what the model
-        predicts and the seed rule behind the prediction."""
-        return [
-            f"{indent}DIVERGE {self.path}:{self.line} request {self.req}",
-            f"{indent}    trace says:     {self.trace_says}",
-            f"{indent}    model predicts: {self.model_predicts}",
-            f"{indent}    seed rule:      {self.rule}",
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "line": self.line,
-            "req": self.req,
-            "trace_says": self.trace_says,
-            "model_predicts": self.model_predicts,
-            "rule": self.rule,
-        }
-
-
-@frozen
-class FileResult:
-    path: str
-    divergence: Divergence | None
-    requests: int
-    events: int
-
-    @property
-    def ok(self) -> bool:
-        return self.divergence is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "status": "PASS" if self.ok else "DIVERGE",
-            "requests": self.requests,
-            "events": self.events,
-            "divergence": self.divergence.to_dict() if self.divergence else None,
-        }
-
+from .report import (  # noqa: F401 - re-exported: the replay's results
+    Divergence,
+    FileResult,
+    _Diverged,
+    _mismatch,
+    _rule_of,
+    describe_action,
+    describe_event,
+    describe_output,
+    output_kind,
+)
 
 # engines that take DefaultCuts and BioEndAll (bios implied in bulk)
 BULK_ENGINES = frozenset({"iomap"})
-
-
-class _Diverged(Exception):
-    def __init__(self, line: int, req: int | None, says: str, predicts: str, rule: str):
-        super().__init__(says)
-        self.line, self.req, self.says, self.predicts, self.rule = line, req, says, predicts, rule
-
-
-def output_kind(o: Output) -> str:
-    if isinstance(o, Bio | BioRun):
-        return "bio"
-    if isinstance(o, Flush):
-        return "flush"
-    if isinstance(o, Queued):
-        return "queued"
-    return "complete"
-
-
-def describe_output(o: Output) -> str:
-    if isinstance(o, Bio):
-        extra = " zero" if o.zero else ""
-        extra += " atomic" if o.atomic else ""
-        return f"bio #{o.index} {o.op} addr={o.addr} len={o.len} fua={str(o.fua).lower()}{extra}"
-    if isinstance(o, BioRun):
-        last = o.first + o.count - 1
-        fua = str(o.fua).lower()
-        return f"bios #{o.first}..#{last} {o.op} addr={o.addr} len={o.len} each fua={fua}"
-    if isinstance(o, Complete):
-        end_io = f" end_io={sorted(o.end_io_flags)}" if o.end_io_flags else ""
-        return f"complete ret={o.ret} pos_after={o.pos_after} i_size={o.i_size} ctx={o.ctx}{end_io}"
-    return output_kind(o)
-
-
-def describe_event(e: Event) -> str:
-    fields = " ".join(f"{k}={_fmt(v)}" for k, v in e.fields.items())
-    return f"{e.ev} {fields}".strip()
-
-
-def describe_action(a: Action) -> str:
-    if isinstance(a, NeedMap):
-        create = "" if a.create is None else f" create={str(a.create).lower()}"
-        return f"asks for a mapping at pos={a.pos} (length {a.length}){create}"
-    if isinstance(a, NeedCut):
-        return describe_output(a.proposal)
-    if isinstance(a, Blocked):
-        return f"waits for bios {a.outstanding.describe()} to complete"
-    if isinstance(a, Finished):
-        return "request already complete"
-    if isinstance(a, NeedInvalidate):
-        return "asks for the page-cache invalidation result"
-    if isinstance(a, NeedWriteback):
-        return "asks for the writeback result"
-    assert isinstance(a, Emit)
-    return describe_output(a.output)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if v is None:
-        return "null"
-    if isinstance(v, list):
-        return "[" + ",".join(str(x) for x in v) + "]"
-    return str(v)
-
-
-def _rule_of(a: Action) -> str:
-    if isinstance(a, Emit):
-        return a.output.rule
-    if isinstance(a, NeedCut):
-        return a.proposal.rule
-    return getattr(a, "rule", "")
-
-
-def _mismatch(o: Output, e: Event) -> bool:
-    """True when the recorded output ``e`` differs from the model's ``o``."""
-    f = e.fields
-    if isinstance(o, Bio):
-        if (f["op"], f["addr"], f["len"], f["fua"]) != (o.op, o.addr, o.len, o.fua):
-            return True
-        if "zero" in f and f["zero"] != o.zero:
-            return True
-        return "atomic" in f and f["atomic"] != o.atomic
-    if isinstance(o, Complete):
-        if f["ret"] != o.ret:
-            return True
-        for key, value in (("pos_after", o.pos_after), ("i_size", o.i_size), ("ctx", o.ctx)):
-            if key in f and f[key] != value:
-                return True
-        return "end_io" in f and frozenset(f["end_io"]) != o.end_io_flags
-    return False
 
 
 class _Request:

@@ -72,6 +72,8 @@ class _Req:
     done: bool = False
     closed: bool = False  # returned early: nothing more can be traced for it
     end_ts: float = 0.0  # when it completed
+    nbios: int = 0  # bio events so far
+    ended: int = 0  # bio_end events so far
 
     @property
     def final(self) -> bool:
@@ -116,6 +118,7 @@ class Converter:
         self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
         self._size: dict[int, int] = {}  # req -> i_size at entry
         self.dio_iter: dict[int, bool] = {}  # pid -> its last iomap_iter was a dio's
+        self.inflight: list[list[Any]] = []  # bios not ended yet (see _bio)
         # requests whose events the ring buffer may have lost: left out of the trace
         self.unchecked: set[int] = set()
         self.lost = 0  # events lost, as the LOST records said
@@ -131,6 +134,9 @@ class Converter:
             return
         if rec.event == "block_bio_queue":
             self._bio(rec)
+            return
+        if rec.event == "block_rq_complete":
+            self._rq_complete(rec)
             return
         if rec.event == "tracing_mark_write":
             self.marks[rec.pid] = rec.f
@@ -267,6 +273,31 @@ class Converter:
                 "fua": b["fua"],
             },
         )
+        # [first sector, end sector, sectors not completed yet, status, request, index]
+        self.inflight.append([f["sector"], f["sector"] + f["sectors"], f["sectors"], 0, r, r.nbios])
+        r.nbios += 1
+
+    def _rq_complete(self, rec: Record) -> None:
+        """block_rq_complete: the block layer completed these sectors with ``error``; a
+        bio whose sectors have all completed has ended (blk_update_request -> bio_endio,
+        which calls iomap_dio_bio_end_io): a ``bio_end`` line, here."""
+        f = rec.f
+        if f["dev"] != self.loop_dev or not f["sectors"]:
+            return
+        lo, hi = f["sector"], f["sector"] + f["sectors"]
+        left = []
+        for b in self.inflight:
+            overlap = min(hi, b[1]) - max(lo, b[0])
+            if overlap > 0:
+                b[2] -= overlap
+                b[3] = b[3] or f["error"]
+            if b[2] > 0:
+                left.append(b)
+                continue
+            r = b[4]
+            r.ended += 1
+            self._emit(r, {"ev": "bio_end", "req": r.req, "index": b[5], "status": b[3]})
+        self.inflight = left
 
     def _dio_rw_queued(self, rec: Record) -> None:
         r = self.open.pop(rec.pid, None)
@@ -276,6 +307,13 @@ class Converter:
         r.queued = True
         self.queued.append(r)
         self._emit(r, {"ev": "queued", "req": r.req})
+        if r.nbios and r.ended == r.nbios:
+            # every bio's block request had completed when the submitter dropped its
+            # reference, yet it was not the last (__iomap_dio_rw L857-860): the last
+            # bio_endio ran after that drop. Its line goes after the queued one.
+            i = next(i for i in range(len(self.out) - 1, -1, -1)
+                     if self.out[i][0] is r and self.out[i][1]["ev"] == "bio_end")  # fmt: skip
+            self.out.append(self.out.pop(i))
 
     def _dio_complete(self, rec: Record) -> None:
         f = rec.f

@@ -43,6 +43,10 @@ FORMATS = {
     "iomap_dio_rw_queued": re.compile(DEV + rf" size {H} offset {H} length {H}$"),
     "iomap_dio_invalidate_fail": re.compile(DEV + rf" size {H} offset {H} length {H}$"),
     "block_bio_queue": re.compile(r"^(\d+),(\d+) (\S+) (\d+) \+ (\d+) \[(.*)\]$"),
+    # "%d,%d %s (%s) %llu + %u %s,%u,%u [%d]": dev, rwbs, cmd, sector, sectors, ioprio, error
+    "block_rq_complete": re.compile(
+        r"^(\d+),(\d+) (\S+) \((.*)\) (\d+) \+ (\d+) \S+ \[(-?\d+)\]$"
+    ),
     # lines the workload writes to trace_marker before each syscall
     "tracing_mark_write": re.compile(r"^dioconf: (\w+) (\S+) (\d+) (\d+) (\S*)$"),
 }
@@ -67,6 +71,14 @@ def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
     if event == "tracing_mark_write":
         return {"op": g[0], "file": g[1], "pos": int(g[2]), "len": int(g[3]),
                 "flags": _flags(g[4])}  # fmt: skip
+    if event == "block_rq_complete":
+        return {
+            "dev": (int(g[0]), int(g[1])),
+            "rwbs": g[2],
+            "sector": int(g[4]),
+            "sectors": int(g[5]),
+            "error": int(g[6]),
+        }
     if event == "block_bio_queue":
         return {
             "dev": (int(g[0]), int(g[1])),

@@ -37,7 +37,9 @@ IOMAP_EVENTS = (
     "iomap_dio_rw_queued",
     "iomap_dio_complete",
 )
-BLOCK_EVENTS = ("block_bio_queue", "block_bio_complete")
+# block_bio_complete fires only for remapped bios (BIO_TRACE_COMPLETION), never for a
+# loop device's: bio completions are seen as the completion of their block requests
+BLOCK_EVENTS = ("block_bio_queue", "block_rq_complete")
 # per CPU: 256 MiB in all, between 16 and 64 MiB a CPU (a burst the reader cannot
 # follow, e.g. while the machine is busy, fills it before events are lost)
 BUFFER_KB = max(16 << 10, min(64 << 10, (256 << 10) // (os.cpu_count() or 1)))
