@@ -315,3 +315,54 @@ def test_a_pinning_failure_becomes_a_fault_with_its_errno(status, fault):
         done(10, 0x10000, 0x1000, 4096),
     ])  # fmt: skip
     assert [e for e in out if e["ev"] == "fault"] == [fault]
+
+
+def rq_done(sector: int, sectors: int, error: int = 0, dev: str = "7,0") -> str:
+    return line(0, "block_rq_complete", f"{dev} WS () {sector} + {sectors} none,0,0 [{error}]",
+                comm="<idle>")  # fmt: skip
+
+
+def _aio_write(queued: bool, completions: list[str]) -> list[dict]:
+    lines = [
+        begin(10, 0x10000, 0, 0x2000, flags="WRITE|DIRECT", aio=1),
+        it(10, 0), dstmap(10, 0x900000, 0, 0x10000),
+        bio(10, "WS", 0x900000 // 512, 8), bio(10, "WS", 0x901000 // 512, 8),
+        *completions[:1],
+        it(10, 0x2000),
+    ]  # fmt: skip
+    rest = completions[1:]
+    if queued:
+        lines.append(line(10, "iomap_dio_rw_queued",
+                          "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x2000"))  # fmt: skip
+        lines += [*rest, done(0, 0x10000, 0x2000, 8192, aio=1)]
+    else:
+        lines += [*rest, done(10, 0x10000, 0x2000, 8192, aio=1)]
+    return evs(lines)
+
+
+def test_block_request_completions_become_bio_end_lines():
+    """One block request (merged) completes the first bio, one completes half of the
+    second with an error, one the rest: the second bio ends there, with the error."""
+    out = _aio_write(True, [
+        rq_done(0x900000 // 512, 8),
+        rq_done(0x901000 // 512, 4, error=-5), rq_done(0x901000 // 512 + 4, 4),
+    ])  # fmt: skip
+    ends = [(e["index"], e["status"]) for e in out if e["ev"] == "bio_end"]
+    assert ends == [(0, 0), (1, -5)]
+    order = [e["ev"] for e in out if e["ev"] in ("bio_end", "queued", "complete")]
+    assert order == ["bio_end", "queued", "bio_end", "complete"]
+
+
+def test_a_queued_request_whose_bios_all_ended_first_ends_one_after_queued():
+    """Both block requests completed before the submitter's queued tracepoint, yet it
+    got -EIOCBQUEUED: the last bio_endio ran after its reference drop (the block
+    request's completion is traced before bio_endio)."""
+    out = _aio_write(True, [rq_done(0x900000 // 512, 16)])
+    order = [e["ev"] for e in out if e["ev"] in ("bio_end", "queued", "complete")]
+    assert order == ["bio_end", "queued", "bio_end", "complete"]
+
+
+def test_bios_that_ended_before_the_submitter_let_go_complete_inline():
+    out = _aio_write(False, [rq_done(0x900000 // 512, 16)])
+    order = [e["ev"] for e in out if e["ev"] in ("bio_end", "queued", "complete")]
+    assert order == ["bio_end", "bio_end", "complete"]
