@@ -56,6 +56,7 @@ from .types import (
     Fault,
     Finished,
     Geometry,
+    InodeSize,
     Input,
     InvalidateResult,
     MapError,
@@ -215,6 +216,10 @@ def feed(s: IomapState, inp: Input) -> IomapState:
         return iomap_dio_bio_end_io(s, inp.index, inp.status)
     if isinstance(inp, BioEndAll):
         return bio_end_all(s, inp.status)
+    if isinstance(inp, InodeSize):
+        # i_size_read(inode) is the shared inode's: what the tail-zeroing test
+        # (iomap_dio_bio_iter L557-564) and ->end_io's extension (max with it) read
+        return evolve(s, inode_size=inp.size)
     if isinstance(inp, Fault):
         if s.flags & BUF_WRITETHROUGH:
             # RFC writethrough: the iterator is a bvec over a locked folio, never user memory

@@ -218,6 +218,15 @@ class BioEndAll:
     status: int = field(default=0, validator=_status)
 
 
+@frozen
+class InodeSize:
+    """Another task changed the inode's size: ``i_size_read()`` returns ``size`` from now
+    on (an extending write's ->end_io, btrfs's i_size_write at mapping time). The inode
+    is shared by every request in flight (iomap only)."""
+
+    size: int = field(validator=_non_negative)
+
+
 Input = (
     InvalidateResult
     | WritebackResult
@@ -228,6 +237,7 @@ Input = (
     | BioEnd
     | BioEndAll
     | Fault
+    | InodeSize
 )
 
 # --------------------------------------------------------------------------- outputs
