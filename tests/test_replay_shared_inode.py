@@ -99,3 +99,24 @@ def test_the_tail_zeroing_test_reads_the_shared_size():
 
     assert len(pads(grown=False)) == 1  # the write ends past i_size 0: tail pad
     assert pads(grown=True) == []
+
+
+@pytest.mark.parametrize(("profile", "ok"), [("seed-btrfs", True), ("seed", False)])
+def test_btrfs_moves_i_size_when_it_maps_a_write(tmp_path, profile, ok):
+    """btrfs_get_blocks_direct_write: i_size_write(start + len) as the write is mapped,
+    so request 1 completes with the end of request 2, which is mapped but has not even
+    submitted its bio. Other filesystems move it only in ->end_io."""
+    w2 = _write(2, 4096)
+    events = [
+        *_write(1, 0), *w2[:3],  # request 2: file, begin, map
+        {"ev": "bio_end", "req": 1, "index": 0, "status": 0},
+        {"ev": "complete", "req": 1, "ret": 4096, "pos_after": 4096, "i_size": 8192},
+        *w2[3:],  # its bio, queued
+        {"ev": "bio_end", "req": 2, "index": 0, "status": 0},
+        {"ev": "complete", "req": 2, "ret": 4096, "pos_after": 8192, "i_size": 8192},
+    ]  # fmt: skip
+    path = tmp_path / "t.jsonl"
+    header = {**HEADER, "profile": profile}
+    path.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
+    result = replay_file(str(path))
+    assert result.ok == ok, result.divergence

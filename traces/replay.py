@@ -191,16 +191,21 @@ class Replayer:
         which for a deferred completion (a workqueue) is later than the model computed
         it, and which may already include another request's extension: an extending
         write's ->end_io moves i_size (xfs_dio_write_end_io, ext4_dio_write_end_io)
-        before its own tracepoint. A recorded size that is the shared size now, or the
-        end of a write in flight, past the model's, is that; it becomes the shared size."""
+        before its own tracepoint; btrfs moves it when it maps a write
+        (btrfs_get_blocks_direct_write: i_size_write(start + len)). A recorded size that
+        is the shared size now, or the end of a write in flight, past the model's, is
+        that; it becomes the shared size."""
         seen = e.fields.get("i_size")
         if not self.shared_inode or seen is None or seen <= o.i_size:
             return o
-        ends = {
-            st.req.pos + st.size
-            for st in (q.state for q in self.requests.values())
-            if getattr(st, "req", None) is not None and st.req.op == "write"
-        }
+        ends = set()
+        for st in (q.state for q in self.requests.values()):
+            if getattr(st, "req", None) is None or st.req.op != "write":
+                continue
+            ends.add(st.req.pos + st.size)
+            m = st.mapping
+            if self.profile.glue == "btrfs" and m is not None:
+                ends.add(min(m.offset + m.length, st.req.pos + st.req.len))
         if seen != self.i_size and seen not in ends:
             return o
         self._share_i_size(seen)
