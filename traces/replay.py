@@ -39,6 +39,7 @@ from ..model.types import (
     NeedWriteback,
     WritebackResult,
 )
+from .field_rules import field_rule
 from .format import (
     Event,
     Header,
@@ -58,6 +59,7 @@ from .report import (  # noqa: F401 - re-exported: the replay's results
     describe_action,
     describe_event,
     describe_output,
+    mismatch_field,
     output_kind,
 )
 
@@ -116,7 +118,7 @@ class Replayer:
                     ) from exc
         except _Diverged as d:
             count += sum(1 for _ in stream)  # (validates the rest)
-            div = Divergence(self.trace.path, d.line, d.req, d.says, d.predicts, d.rule)
+            div = d.divergence(self.trace.path)
             return FileResult(self.trace.path, div, self.seen, count)
         return FileResult(self.trace.path, None, self.seen, count)
 
@@ -221,10 +223,17 @@ class Replayer:
             return False
         return True
 
-    def _diverge(self, e: Event, action: Action) -> _Diverged:
-        return _Diverged(
-            e.line, e.req, describe_event(e), describe_action(action), _rule_of(action)
-        )
+    def _diverge(self, e: Event, action: Action, name: str = "") -> _Diverged:
+        """The divergence at ``e``; ``name``: the output field that differs, whose own
+        deciding rule is named (traces/field_rules.py), with the output's derivation."""
+        rule = _rule_of(action)
+        kind = output_kind(action.output) if isinstance(action, Emit) else ""
+        decides = field_rule(self.engine.name, e.ev if name == "kind" else kind, name)
+        if decides is None or name == "ret":
+            return _Diverged(e.line, e.req, describe_event(e), describe_action(action), rule,
+                             name)  # fmt: skip
+        return _Diverged(e.line, e.req, describe_event(e), describe_action(action),
+                         decides.describe(), name, rule)  # fmt: skip
 
     def _bio_end(self, r: _Request, e: Event) -> None:
         index = e.fields["index"]
@@ -293,8 +302,11 @@ class Replayer:
                     continue
                 if isinstance(o, Complete) and e.ev == "complete":
                     o = self._racing_size(o, e)
-                if output_kind(o) != e.ev or _mismatch(o, e):
-                    raise self._diverge(e, Emit(o))
+                if output_kind(o) != e.ev:
+                    raise self._diverge(e, Emit(o), "kind")
+                name = mismatch_field(o, e)
+                if name is not None:
+                    raise self._diverge(e, Emit(o), name)
                 return
             elif isinstance(action, Blocked) and e.ev in ("flush", "complete"):
                 # bios with no bio_end line complete now, in submission order, status 0
@@ -386,7 +398,7 @@ class StreamReplayer(Replayer):
         try:
             self._event(e)
         except _Diverged as d:
-            return Divergence(self.path, d.line, d.req, d.says, d.predicts, d.rule)
+            return d.divergence(self.path)
         return None
 
     def state_of(self, req: int) -> Any:
@@ -419,5 +431,5 @@ class StreamReplayer(Replayer):
             for r in list(self.requests.values()):
                 self._finish_at_eof(r, line)
         except _Diverged as d:
-            return Divergence(self.path, d.line, d.req, d.says, d.predicts, d.rule)
+            return d.divergence(self.path)
         return None

@@ -34,17 +34,24 @@ class Divergence:
     req: int | None
     trace_says: str
     model_predicts: str
-    rule: str
+    rule: str  # the seed rule deciding what differs
+    field: str = ""  # the output field that differs ("" when the kind of event differs)
+    derived: str = ""  # how the model derived the output (when ``rule`` is the field's)
 
     def report(self, indent: str = "") -> list[str]:
         """The human-readable report: where, what the trace says, what the model
-        predicts and the seed rule behind the prediction."""
-        return [
+        predicts, the field that differs and the seed rule that decides it."""
+        lines = [
             f"{indent}DIVERGE {self.path}:{self.line} request {self.req}",
             f"{indent}    trace says:     {self.trace_says}",
             f"{indent}    model predicts: {self.model_predicts}",
-            f"{indent}    seed rule:      {self.rule}",
         ]
+        if self.field:
+            lines.append(f"{indent}    differs in:     {self.field}")
+        lines.append(f"{indent}    seed rule:      {self.rule}")
+        if self.derived:
+            lines.append(f"{indent}    output rule:    {self.derived}")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +61,8 @@ class Divergence:
             "trace_says": self.trace_says,
             "model_predicts": self.model_predicts,
             "rule": self.rule,
+            "field": self.field,
+            "derived": self.derived,
         }
 
 
@@ -79,9 +88,15 @@ class FileResult:
 
 
 class _Diverged(Exception):
-    def __init__(self, line: int, req: int | None, says: str, predicts: str, rule: str):
+    def __init__(self, line: int, req: int | None, says: str, predicts: str, rule: str,
+                 field: str = "", derived: str = "") -> None:  # fmt: skip
         super().__init__(says)
         self.line, self.req, self.says, self.predicts, self.rule = line, req, says, predicts, rule
+        self.field, self.derived = field, derived
+
+    def divergence(self, path: str) -> Divergence:
+        return Divergence(path, self.line, self.req, self.says, self.predicts, self.rule,
+                          self.field, self.derived)  # fmt: skip
 
 
 def output_kind(o: Output) -> str:
@@ -152,18 +167,27 @@ def _rule_of(a: Action) -> str:
 
 def _mismatch(o: Output, e: Event) -> bool:
     """True when the recorded output ``e`` differs from the model's ``o``."""
+    return mismatch_field(o, e) is not None
+
+
+def mismatch_field(o: Output, e: Event) -> str | None:
+    """The first field of the recorded output ``e`` that differs from the model's ``o``
+    (None: they agree)."""
     f = e.fields
     if isinstance(o, Bio):
-        if (f["op"], f["addr"], f["len"], f["fua"]) != (o.op, o.addr, o.len, o.fua):
-            return True
-        if "zero" in f and f["zero"] != o.zero:
-            return True
-        return "atomic" in f and f["atomic"] != o.atomic
+        for key, value in (("op", o.op), ("addr", o.addr), ("len", o.len), ("fua", o.fua)):
+            if f[key] != value:
+                return key
+        for key, value in (("zero", o.zero), ("atomic", o.atomic)):
+            if key in f and f[key] != value:
+                return key
+        return None
     if isinstance(o, Complete):
         if f["ret"] != o.ret:
-            return True
+            return "ret"
         for key, value in (("pos_after", o.pos_after), ("i_size", o.i_size), ("ctx", o.ctx)):
             if key in f and f[key] != value:
-                return True
-        return "end_io" in f and frozenset(f["end_io"]) != o.end_io_flags
-    return False
+                return key
+        if "end_io" in f and frozenset(f["end_io"]) != o.end_io_flags:
+            return "end_io"
+    return None
