@@ -30,6 +30,7 @@ from attrs import define, field
 from ..impl.api import EAGAIN, ContractError
 from ..impl.examples import ENGINES, FILESYSTEMS
 from ..impl.world import World
+from ..model import seed_quirks as Q
 from ..model.oracle import Oracle, Problem
 from ..model.oracle_state import ZERO_SET
 from ..model.pattern import pattern
@@ -426,34 +427,26 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
     if recorded is not None and recorded != ret:
         h.fail("engine", f"request {req} returned {ret} but its trace recorded {recorded}")
     if isinstance(op, DirectWrite):
+        nowait = "NOWAIT" in op.flags
         if n < 0 and not _bios_of(h, req):
             pass  # refused before any I/O: nothing changed
-        elif n == EAGAIN and "NOWAIT" in op.flags and EAGAIN not in bio_statuses(h, req):
+        elif n == EAGAIN and nowait and EAGAIN not in bio_statuses(h, req):
             check_unchanged(h, op)  # NOWAIT answered -EAGAIN: the file must not change
         else:
-            if n == EAGAIN and "NOWAIT" in op.flags:
-                # finding nowait-eagain-landed (README): a REQ_NOWAIT bio failed with
-                # BLK_STS_AGAIN (iomap_dio_bio_end_io, blk_status_to_errno); the request
-                # fails -EAGAIN while its other bios landed: counted with the quirks
-                h.stats.quirks += 1
+            if Q.nowait_eagain_landed(n, nowait, True):
+                h.stats.quirks += 1  # the finding, counted with the quirks (issue 14)
             durable = n > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
             h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid,
                                              n if n >= 0 else -1, durable=durable)  # fmt: skip
-            if n < 0 and op.fault_at is not None and op.fault_at < op.length and (
-                    h.engine == "legacy"):  # fmt: skip
-                # seed behaviour (dio_refill_pages): after a fault, the rest of the blocks
-                # already mapped are written from ZERO_PAGE (page_errors) and the write fails
-                h.stats.quirks += 1
-                at = op.pos + op.fault_at
-                h.oracle = h.oracle.may_be_zeroed(f.ino, at, op.pos + op.length - at)
-            if n > 0 and op.fault_at is not None:
-                # seed quirk (iomap_dio_bio_iter): an EFAULT after progress is dropped
-                # ("if (copied) return iomap_iter_advance"), the next iteration's head
-                # pad zeroes the start of the block the fault is in, over data just written
-                bs, end = h.block_size, op.pos + n
-                if end % bs:
+            for allowed in (
+                Q.legacy_zero_page_after_fault(h.engine, n, op.pos, op.length, op.fault_at),
+                Q.iomap_head_pad_after_dropped_fault(n, op.pos, op.fault_at, h.block_size),
+            ):
+                if allowed is not None:  # named in model/seed_quirks.py
                     h.stats.quirks += 1
-                    h.oracle = h.oracle.may_be_zeroed(f.ino, end - end % bs, end % bs)
+                    h.oracle = h.oracle.may_be_zeroed(
+                        f.ino, allowed.start, allowed.end - allowed.start
+                    )
         if n > 0:
             check_cache_fresh(h, op, n)
     elif n > 0:
