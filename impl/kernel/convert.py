@@ -336,6 +336,8 @@ class Converter:
             ev["error"] = f["error"] or ENOTBLK
         r.done = True
         r.end_ts = rec.ts
+        if r.ended < r.nbios:  # completions not seen (lost): no longer looked for
+            self.inflight = [b for b in self.inflight if b[4] is not r]
         self._completed_ts.append(rec.ts)
         self._completed_req.append(r.req)
         self._size.pop(r.req, None)

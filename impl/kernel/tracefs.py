@@ -241,6 +241,10 @@ def trace_session(
         except OSError as exc:
             raise KernelUnavailable(f"cannot create a tracefs instance: {exc}") from exc
         (inst / "tracing_on").write_text("0")
+        # events of different CPUs are ordered by time: the default "local" clock is not
+        # synchronised across CPUs, "mono" (ktime_get_mono_fast_ns) is
+        with contextlib.suppress(OSError):
+            (inst / "trace_clock").write_text("mono")
         (inst / "buffer_size_kb").write_text(str(buffer_kb))
         for ev in IOMAP_EVENTS:
             _enable(inst, "iomap", ev, f"dev == {kernel_dev(m.fs_dev)}")
