@@ -214,6 +214,16 @@ class Converter:
         left = r.pos + r.len - pos
         # iomap_iter: the first call maps; later calls map only after progress
         final = bool(r.iters) and (status < 0 or left <= 0 or pos == r.iters[-1][0])
+        if final and status == 0 and left > 0 and r.begin["op"] == "write" and not r.faulted:
+            # a write iteration that mapped and made no progress without an error: the
+            # buffer could not be pinned there, and the -EFAULT was swallowed (dropped
+            # after progress by iomap_dio_bio_iter, then replaced by its tail-zeroing
+            # return): a fault at that buffer offset, as for a traced -EFAULT
+            r.faulted = True
+            at = pos - r.pos
+            self._insert_after_begin(
+                r, {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
+            )
         r.iters.append((pos, status))
         r.asked = not final
 

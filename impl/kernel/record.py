@@ -276,7 +276,8 @@ def main(args: object) -> int:
     a = args  # argparse.Namespace
     if a.list:
         for s in SCENARIOS.values():
-            out(f"{s.name:18} {','.join(s.filesystems):15} {s.note}")
+            only = "" if s.default else "[by name only: reproduces a finding] "
+            out(f"{s.name:18} {','.join(s.filesystems):15} {only}{s.note}")
         return 0
     filesystems = FILESYSTEMS if a.fs == "all" else (a.fs,)
     command = list(a.command)
@@ -320,7 +321,7 @@ def _record_all(a: Any, filesystems: Sequence[str], command: list[str],
             elif a.random is not None:
                 jobs.append(random_scenario(a.random, a.ops))
             else:
-                for name in a.scenario or list(SCENARIOS):
+                for name in a.scenario or [n for n, s in SCENARIOS.items() if s.default]:
                     if fs in SCENARIOS[name].filesystems:
                         jobs.append(SCENARIOS[name])
                     elif a.scenario:

@@ -171,13 +171,17 @@ class Workload:
 
     def pwrite(
         self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
-        expect: Expect = None,
+        expect: Expect = None, bad_page: int | None = None,
     ) -> int | str:  # fmt: skip
+        """``bad_page``: the buffer's page at that offset is made inaccessible
+        (PROT_NONE), so pinning it fails with -EFAULT."""
         fd = self.open(name)
         self._mark("pwrite", name, pos, length, flags)
         buf = _buffer(length)
         data = _fill(pos, length, self.seed)
         buf[:length] = data
+        if bad_page is not None:
+            _protect(buf, bad_page)
         try:
             res: int | str = os.pwritev(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
         except OSError as exc:
@@ -334,6 +338,19 @@ def _buffer(length: int) -> mmap.mmap:
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         buf.madvise(mmap.MADV_NOHUGEPAGE)  # the same 4 KiB pages every run
     return buf
+
+
+def _protect(buf: mmap.mmap, offset: int) -> None:
+    """mprotect(PROT_NONE) the page of ``buf`` at ``offset``."""
+    import ctypes
+
+    view = ctypes.c_char.from_buffer(buf)
+    addr = ctypes.addressof(view) + offset
+    del view  # (no export may outlive this: the buffer is closed later)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if libc.mprotect(addr, mmap.PAGESIZE, 0):  # PROT_NONE
+        raise OSError(ctypes.get_errno(), "mprotect failed")
 
 
 def _rwf(flags: tuple[str, ...]) -> int:
