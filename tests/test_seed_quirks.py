@@ -16,7 +16,7 @@ def test_legacy_zero_page_covers_the_rest_of_a_failed_write():
 
 def test_head_pad_after_a_dropped_fault_covers_the_written_part_of_the_block():
     a = Q.iomap_head_pad_after_dropped_fault(5120, 0, 5120, 4096)
-    assert a is not None and (a.start, a.end) == (4096, 5120)
+    assert a is not None and (a.start, a.end, a.finding) == (4096, 5120, True)
     assert Q.iomap_head_pad_after_dropped_fault(8192, 0, 8192, 4096) is None  # block end
     assert Q.iomap_head_pad_after_dropped_fault(-14, 0, 0, 4096) is None
 
