@@ -120,3 +120,21 @@ def test_btrfs_moves_i_size_when_it_maps_a_write(tmp_path, profile, ok):
     path.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
     result = replay_file(str(path))
     assert result.ok == ok, result.divergence
+
+
+def test_btrfs_may_move_i_size_before_the_mapping_is_traced(tmp_path):
+    """The i_size_write is inside ->iomap_begin, before iomap_iter_dstmap fires: request
+    1 may complete with request 2's end while request 2 shows only its begin."""
+    w2 = _write(2, 4096)
+    events = [
+        *_write(1, 0), *w2[:2],  # request 2: file, begin
+        {"ev": "bio_end", "req": 1, "index": 0, "status": 0},
+        {"ev": "complete", "req": 1, "ret": 4096, "pos_after": 4096, "i_size": 8192},
+        *w2[2:],
+        {"ev": "bio_end", "req": 2, "index": 0, "status": 0},
+        {"ev": "complete", "req": 2, "ret": 4096, "pos_after": 8192, "i_size": 8192},
+    ]  # fmt: skip
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [{**HEADER, "profile": "seed-btrfs"},
+                                                      *events]) + "\n")  # fmt: skip
+    assert replay_file(str(path)).ok

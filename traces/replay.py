@@ -205,9 +205,11 @@ class Replayer:
             if getattr(st, "req", None) is None or st.req.op != "write":
                 continue
             ends.add(st.req.pos + st.size)
-            m = st.mapping
-            if self.profile.glue == "btrfs" and m is not None:
-                ends.add(min(m.offset + m.length, st.req.pos + st.req.len))
+            if self.profile.glue == "btrfs":  # i_size_write inside ->iomap_begin, which
+                # may run before the mapping's own tracepoint: the mapped end, or the
+                # request's end while its mapping is not traced yet
+                end, m = st.req.pos + st.req.len, st.mapping
+                ends.add(min(m.offset + m.length, end) if m is not None else end)
         if seen != self.i_size and seen not in ends:
             return o
         self._share_i_size(seen)
