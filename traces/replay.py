@@ -202,7 +202,7 @@ class Replayer:
             return o
         ends = set()
         for st in (q.state for q in self.requests.values()):
-            if getattr(st, "req", None) is None or st.req.op != "write":
+            if st.req.op != "write":  # (shared_inode: iomap states)
                 continue
             ends.add(st.req.pos + st.size)
             if self.profile.glue == "btrfs":  # i_size_write inside ->iomap_begin, which

@@ -114,9 +114,14 @@ def critical() -> Iterator[None]:
         yield
     finally:
         STATE.depth -= 1
-        if not STATE.depth and STATE.pending is not None:
-            signum, STATE.pending = STATE.pending, None
-            _raise_for(signum)
+        _raise_pending()
+
+
+def _raise_pending() -> None:
+    """A stop signal deferred while critical takes effect once no section is open."""
+    if not STATE.depth and STATE.pending is not None:
+        signum, STATE.pending = STATE.pending, None
+        _raise_for(signum)
 
 
 @contextlib.contextmanager
@@ -153,10 +158,7 @@ def _unraisable(
     ``undo_stack()`` end."""
 
     def hook(info: Any) -> object:
-        if info.exc_type is KeyboardInterrupt and STATE.received is not None:
-            STATE.pending = STATE.pending or STATE.received
-            return None
-        if info.exc_type is SystemExit and STATE.received is not None:
+        if info.exc_type in (KeyboardInterrupt, SystemExit) and STATE.received is not None:
             STATE.pending = STATE.pending or STATE.received
             return None
         return old(info)
@@ -233,6 +235,4 @@ def undo_stack() -> Iterator[Undo]:
         yield undo
     finally:
         undo.close()
-        if STATE.pending is not None and not STATE.depth:
-            signum, STATE.pending = STATE.pending, None
-            _raise_for(signum)
+        _raise_pending()

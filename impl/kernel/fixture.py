@@ -85,7 +85,7 @@ def _mounted(path: Path) -> bool:
     )
 
 
-def _unmount(path: Path) -> None:
+def unmount(path: Path) -> None:
     """Unmount whatever is mounted on ``path`` (nothing: done). Raises when it stays."""
     if not _mounted(path):
         return
@@ -180,7 +180,7 @@ def kernel_fs(
         mnt = tmp / "mnt"
         mnt.mkdir()
         undo.push(f"unmount {mnt} (lazily)", lambda: _unmount_lazily(mnt))
-        undo.push(f"unmount {mnt}", lambda: _unmount(mnt))
+        undo.push(f"unmount {mnt}", lambda: unmount(mnt))
         with critical():
             _run(["mount", loop, str(mnt)])
         st_loop = os.stat(loop).st_rdev

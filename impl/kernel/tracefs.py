@@ -26,8 +26,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .cleanup import Undo, check_helper, critical, releasing, run_helper, undo_stack
-from .fixture import KernelUnavailable, MountedFs
+from .cleanup import Undo, check_helper, critical, releasing, undo_stack
+from .fixture import KernelUnavailable, MountedFs, unmount
 
 IOMAP_EVENTS = (
     "iomap_dio_rw_begin",
@@ -78,8 +78,7 @@ def _detached_tracefs() -> int:
 
 
 def _unmount_dir(mnt: Path) -> None:
-    if any(ln.split()[1] == str(mnt) for ln in Path("/proc/mounts").read_text().splitlines()):
-        run_helper(["umount", str(mnt)])
+    unmount(mnt)
     with contextlib.suppress(FileNotFoundError):
         mnt.rmdir()
 
@@ -139,7 +138,6 @@ class TraceSession:
     def __init__(self, inst: Path, spool: Path) -> None:
         self.inst = inst
         self.spool = spool
-        self.read_bytes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -181,7 +179,6 @@ class TraceSession:
             if not chunk:
                 return True
             out.write(chunk)  # type: ignore[attr-defined]
-            self.read_bytes += len(chunk)
 
     @releasing  # an interrupted Thread.join can mark a running thread stopped (3.11)
     def stop(self) -> None:
@@ -208,11 +205,6 @@ class TraceSession:
         """Stop; the spooled text and the number of events lost."""
         self.stop()
         return self.spool, self.lost_events()
-
-    def read(self) -> str:
-        """Stop; the recorded text (for short recordings)."""
-        path, _ = self.finish()
-        return path.read_text()
 
 
 def _enable(inst: Path, system: str, event: str, filt: str) -> None:
