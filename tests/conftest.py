@@ -1,8 +1,11 @@
-"""Test configuration: Hypothesis profiles (``ci`` is bounded and derandomized)."""
+"""Test configuration: Hypothesis profiles (``ci`` is bounded and derandomized), and the
+real-kernel tests' own TMPDIR."""
 
 import os
+import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -19,3 +22,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR of this test's own (for it and the recorders it starts), so that its
+    leftover check sees only what it created."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp

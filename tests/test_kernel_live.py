@@ -11,8 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 from dioconf.impl.kernel import fixture
@@ -22,17 +20,6 @@ from dioconf.traces.replay import replay_file
 
 from dioconf.cli import main
 from tests.kernel_support import leftovers, needs
-
-
-@pytest.fixture
-def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A TMPDIR of this test's own (for it and the recorders it starts), so that its
-    leftover check sees only what it created."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 @pytest.mark.parametrize("fs", [pytest.param(fs, marks=needs(fs)) for fs in fixture.FILESYSTEMS])

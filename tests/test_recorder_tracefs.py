@@ -8,22 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from dioconf.impl.kernel.record import random_scenario, record_command, record_scenario
 from dioconf.traces.replay import replay_file
 
 from tests.kernel_support import leftovers, needs, tracefs_instances
-
-
-@pytest.fixture
-def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    import tempfile
-
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 @needs("ext4")
