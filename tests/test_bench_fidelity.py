@@ -48,3 +48,24 @@ def test_dropping_the_short_read_cap_is_killed_by_the_kernel_traces(base, tmp_pa
     assert row["killed_by_kernel"] is True
     first = row["first_kernel_divergence"]
     assert first["path"].startswith("kernel/") and "complete ret=" in first["trace_says"]
+
+
+# mutations only the newer observations can kill, and what the trace says where
+OBSERVED_BY = {
+    "no-flush-at-completion": "flush",  # an O_DSYNC write's flush (dsync-cache-on)
+    "unwritten-no-end-io-flag": "end_io=[UNWRITTEN]",  # xfs_unwritten_convert
+    "shared-no-cow-flag": "end_io=[COW]",  # xfs_reflink_end_cow (reflink-cow)
+    "tail-zeroing-strictly-past-eof": "len=3584",  # eof-zeroing: the tail pad to 8 KiB
+    "done-before-dropped": "complete ret=",  # partial-faults: btrfs's retry
+}
+
+
+@pytest.mark.parametrize("name", sorted(OBSERVED_BY))
+def test_the_newer_observations_kill_their_mutations(name, base, tmp_path):
+    (m,) = [m for m in MUTATIONS if m.name == name]
+    assert not m.blind  # a survivor's reason must go when the kernel traces kill it
+    row = run_mutant(m, base, tmp_path, {"kernel": corpora()["kernel"]})
+    assert "error" not in row, row.get("error")
+    assert row["killed_by_kernel"] is True
+    first = row["first_kernel_divergence"]
+    assert OBSERVED_BY[name] in first["trace_says"], first

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from dioconf.impl.kernel.btrfs import parse_chunk_tree, translator
-from dioconf.impl.kernel.convert import convert
+from dioconf.impl.kernel.convert import Converter, convert
 from dioconf.impl.kernel.parse import TraceTextError, parse_records, rwbs
 
 LOOP = (7, 0)
@@ -395,3 +395,77 @@ def test_a_read_that_stops_without_progress_gets_no_inferred_fault():
         done(10, 0x1000, 0x1000, 4096),
     ])  # fmt: skip
     assert not [e for e in out if e["ev"] == "fault"]
+
+
+def _dsync_write(flags: str, between: list[str], write_cache: bool = True) -> list[dict]:
+    c = Converter(0xC, LOOP, write_cache=write_cache)
+    for rec in parse_records([
+        begin(10, 0x10000, 0, 0x1000, flags=flags),
+        it(10, 0), dstmap(10, 0x900000, 0, 0x10000),
+        bio(10, "WS", 0x900000 // 512, 8),
+        *between,
+        it(10, 0x1000),
+        done(10, 0x10000, 0x1000, 4096),
+    ]):  # fmt: skip
+        c.add(rec)
+    return c.events()
+
+
+@pytest.mark.parametrize("flushed", [True, False])
+def test_an_o_dsync_writes_flush_is_the_device_flush_in_its_window(flushed):
+    """Any task's cache flush (an empty PREFLUSH bio: blkdev_issue_flush, or a journal
+    commit's PREFLUSH write) queued while the O_DSYNC write is in flight is its sync."""
+    between = [bio(99, "FWS", 0, 0)] if flushed else [bio(99, "WS", 5000, 8)]
+    out = _dsync_write("DSYNC|DIRECT|WRITE", between)
+    kinds = [e["ev"] for e in out if e["ev"] in ("bio", "flush", "complete")]
+    assert kinds == (["bio", "flush", "complete"] if flushed else ["bio", "complete"])
+    assert "observed" not in out[1]  # flushes are observed (the header's list)
+
+
+@pytest.mark.parametrize("flags, write_cache", [("DIRECT|WRITE", True),
+                                                ("DSYNC|DIRECT|WRITE", False)])  # fmt: skip
+def test_flushes_are_not_observed_where_they_cannot_be_told_apart(flags, write_cache):
+    """A write without O_DSYNC may share its window with another's flush; without a
+    volatile cache the block layer drops flushes before block_bio_queue."""
+    out = _dsync_write(flags, [bio(99, "FWS", 0, 0)], write_cache)
+    assert "flush" not in [e["ev"] for e in out]
+    assert out[1]["observed"] == ["bio", "queued", "complete"]
+
+
+def xfs_end_io(pid: int, event: str, pos: int, count: int) -> str:
+    return line(pid, event, f"dev 7:0 ino 0xc isize 0x10000 disize 0x10000 pos {pos:#x} "
+                            f"bytecount {count:#x}", comm="kworker/1:0")  # fmt: skip
+
+
+def _aio_writes(*completions: list[str]) -> list[dict]:
+    """As many async writes of [0, 4096) as completions, in flight together, then the
+    completions."""
+    lines = []
+    for pid, addr in list(((10, 0x900000), (11, 0x980000)))[: len(completions)]:
+        lines += [begin(pid, 0x10000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
+                  it(pid, 0), dstmap(pid, addr, 0, 0x1000, typ="UNWRITTEN"),
+                  bio(pid, "WS", addr // 512, 8), it(pid, 0x1000),
+                  line(pid, "iomap_dio_rw_queued",
+                       "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000")]  # fmt: skip
+    for work in completions:
+        lines += [*work, done(0, 0x10000, 0x1000, 4096, aio=1)]
+    return evs(lines)
+
+
+def test_xfs_end_io_work_is_the_completions_end_io_flags():
+    """xfs_dio_write_end_io traces itself, then xfs_iomap_write_unwritten for
+    IOMAP_DIO_UNWRITTEN (xfs_reflink_end_cow for _COW), in the completing task."""
+    out = _aio_writes([xfs_end_io(0, "xfs_end_io_direct_write", 0, 4096),
+                       xfs_end_io(0, "xfs_unwritten_convert", 0, 4096)])  # fmt: skip
+    completes = [e for e in out if e["ev"] == "complete"]
+    assert completes[0]["req"] == 1 and completes[0]["end_io"] == ["UNWRITTEN"]
+
+
+def test_end_io_is_left_out_when_two_requests_alike_could_own_the_completion():
+    """Two writes of one range in flight: a completion is given to the first, which is
+    right for its result but maybe not for the work its mapping asked for."""
+    out = _aio_writes([xfs_end_io(0, "xfs_end_io_direct_write", 0, 4096)],
+                      [xfs_end_io(0, "xfs_end_io_direct_write", 0, 4096),
+                       xfs_end_io(0, "xfs_unwritten_convert", 0, 4096)])  # fmt: skip
+    completes = [e for e in out if e["ev"] == "complete"]
+    assert len(completes) == 2 and not any("end_io" in e for e in completes)

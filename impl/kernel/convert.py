@@ -21,7 +21,17 @@ two inferences that only read the iomap_iter events:
   (get_user_pages): a ``fault`` with ``"errno": -4``;
 - the direction of a request: ``pwritev`` does not set IOCB_WRITE, so it comes from
   the ``iomap_iter`` flags (WRITE), an ``invalidate_fail`` (writes only), or the
-  workload's ``trace_marker`` line before the syscall.
+  workload's ``trace_marker`` line before the syscall;
+- ``flush``: a cache flush (a PREFLUSH bio, ``F`` first in rwbs) queued on the device
+  while an O_DSYNC write was in flight is that write's generic_write_sync. Only O_DSYNC
+  writes on a device with a volatile cache are said to observe flushes (their
+  ``begin`` has no ``observed`` list); every other request's ``begin.observed`` leaves
+  ``flush`` out, since its window may hold another's flush;
+- ``complete.end_io`` (xfs): the work xfs_dio_write_end_io did in the completing task
+  before iomap_dio_complete: ``xfs_reflink_end_cow`` is IOMAP_DIO_COW,
+  ``xfs_unwritten_convert`` IOMAP_DIO_UNWRITTEN. Recorded after a successful write of
+  some bytes (the only case xfs acts on the flags), and not when two requests alike
+  were in flight (which one completed is not known).
 """
 
 from __future__ import annotations
@@ -32,13 +42,15 @@ from typing import Any, Protocol
 
 from attrs import define, field
 
-from .parse import Record, rwbs
+from .parse import XFS_END_IO_EVENTS, Record, rwbs
 
 EAGAIN = -11
 EFAULT = -14
 EINTR = -4
 PIN_ERRORS = (EFAULT, EINTR)  # what bio_iov_iter_get_pages fails with, as a fault
 ENOTBLK = -15
+OBSERVED = ["bio", "flush", "queued", "complete"]  # a trace's header
+NO_FLUSH = ["bio", "queued", "complete"]  # a request whose flushes are not told apart
 EBUSY = -16
 IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC", "HIPRI")
 DIO_FLAGS = {"DIO_FORCE_WAIT": "FORCE_WAIT", "DIO_OVERWRITE_ONLY": "OVERWRITE_ONLY",
@@ -74,6 +86,8 @@ class _Req:
     end_ts: float = 0.0  # when it completed
     nbios: int = 0  # bio events so far
     ended: int = 0  # bio_end events so far
+    flushes: int = 0  # cache flushes on the device before it began
+    alike: bool = False  # its completion may have been another's alike (same range, result)
 
     @property
     def final(self) -> bool:
@@ -102,6 +116,7 @@ class Converter:
         translate: Callable[[int], int] | None = None,
         page_size: int = 4096,
         sink: Sink | None = None,
+        write_cache: bool = True,
     ) -> None:  # fmt: skip
         self.ino = ino
         self.page_size = page_size
@@ -118,6 +133,12 @@ class Converter:
         self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
         self._size: dict[int, int] = {}  # req -> i_size at entry
         self.dio_iter: dict[int, bool] = {}  # pid -> its last iomap_iter was a dio's
+        self.flushes = 0  # cache flushes (PREFLUSH bios) queued on the device so far
+        # without a volatile cache the block layer ends flushes before block_bio_queue
+        # (submit_bio_noacct): none can be seen
+        self.write_cache = write_cache
+        # pid -> (pos, bytes, work done) of the xfs ->end_io running in that task
+        self.end_io: dict[int, tuple[int, int, set[str]]] = {}
         self.inflight: list[list[Any]] = []  # bios not ended yet (see _bio)
         # requests whose events the ring buffer may have lost: left out of the trace
         self.unchecked: set[int] = set()
@@ -142,6 +163,9 @@ class Converter:
             self.marks[rec.pid] = rec.f
             return
         if rec.f.get("ino") != self.ino:
+            return
+        if rec.event in XFS_END_IO_EVENTS:
+            self._xfs_end_io(rec)
             return
         handler = getattr(self, "_" + rec.event.removeprefix("iomap_"))
         handler(rec)
@@ -179,6 +203,9 @@ class Converter:
             "dio": [DIO_FLAGS[d] for d in sorted(f["dio_flags"]) if d in DIO_FLAGS],
             "sync": not f["aio"],
         }
+        r.flushes = self.flushes
+        # a flush is told apart only for O_DSYNC writes (see _dio_complete)
+        r.begin["observed"] = NO_FLUSH
         self.open[rec.pid] = r
         self._size[r.req] = f["size"]
         self._emit(r, {"ev": "file", "i_size": f["size"]})  # the size it began with
@@ -264,12 +291,26 @@ class Converter:
             r.invalidated = True
             self._emit(r, {"ev": "invalidate", "req": r.req, "ret": EBUSY})
 
-    def _bio(self, rec: Record) -> None:
-        r = self.open.get(rec.pid)
+    def _xfs_end_io(self, rec: Record) -> None:
+        """xfs_dio_write_end_io traces its call, then each conversion its flags ask for
+        (IOMAP_DIO_COW: xfs_reflink_end_cow; IOMAP_DIO_UNWRITTEN: xfs_iomap_write_unwritten),
+        all in the task that then traces iomap_dio_complete."""
         f = rec.f
-        if r is None or not r.mapped or f["dev"] != self.loop_dev or not f["sectors"]:
+        if rec.event == "xfs_end_io_direct_write":
+            self.end_io[rec.pid] = (f["pos"], f["count"], set())
+        elif rec.pid in self.end_io:
+            self.end_io[rec.pid][2].add("COW" if "cow" in rec.event else "UNWRITTEN")
+
+    def _bio(self, rec: Record) -> None:
+        f = rec.f
+        if f["dev"] != self.loop_dev:
             return
         b = rwbs(f["rwbs"])
+        if b["preflush"]:  # REQ_PREFLUSH, or an empty flush (blkdev_issue_flush)
+            self.flushes += 1
+        r = self.open.get(rec.pid)
+        if r is None or not r.mapped or not f["sectors"]:
+            return
         if b["meta"] or b["op"] not in ("read", "write"):
             return  # the filesystem's own metadata I/O during the request
         self._emit(
@@ -340,6 +381,9 @@ class Converter:
                 self.unmatched.append(rec)
                 return
             r = cands[0]
+            if len(cands) > 1:  # which of them completed is not known: nor is the other
+                for q in cands:
+                    q.alike = True
             self.queued.remove(r)
         self._iomap_begin_failed(r)
         for ev in r.map_errors:  # the errno is known now
@@ -351,11 +395,24 @@ class Converter:
         self._completed_ts.append(rec.ts)
         self._completed_req.append(r.req)
         self._size.pop(r.req, None)
-        self._emit(
-            r,
-            {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
-             "i_size": f["size"]},
-        )  # fmt: skip
+        if self.write_cache and r.begin["op"] == "write" and "DSYNC" in r.begin["iocb"]:
+            # generic_write_sync runs before this tracepoint (iomap_dio_complete
+            # L147-151): a cache flush on the device since the request began is its
+            # (another task's flush can only add one where the model wants none: the
+            # loop device's cache makes every O_DSYNC sync flush). Other requests'
+            # windows may hold someone else's flush: not told apart for them.
+            r.begin.pop("observed")
+            if self.flushes > r.flushes:
+                self._emit(r, {"ev": "flush", "req": r.req})
+        complete = {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
+                    "i_size": f["size"]}  # fmt: skip
+        end = self.end_io.pop(rec.pid, None)
+        if end is not None and end[0] == r.pos and end[1] > 0 and not f["error"] and not r.alike:
+            # xfs_dio_write_end_io acts on the dio's flags only after a successful write;
+            # of two requests alike in flight (same range, same result) the first is
+            # taken, which is right for everything but the mapping each one got
+            complete["end_io"] = sorted(end[2])
+        self._emit(r, complete)
 
     def _close_early(self, r: _Req) -> None:
         """__iomap_dio_rw returned before iterating: no result is traced."""
@@ -363,7 +420,7 @@ class Converter:
         if r.done or r.queued or r.closed:
             return
         r.closed = True
-        r.begin["observed"] = ["bio", "queued"]
+        r.begin["observed"] = ["bio", "queued"]  # (no flush: it did not complete)
         b = r.begin
         size = self._size.pop(r.req)
         plain = not ({"NOWAIT"} & set(b["iocb"]) or "OVERWRITE_ONLY" in b["dio"])

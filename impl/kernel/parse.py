@@ -15,6 +15,9 @@ from attrs import frozen
 
 NULL_ADDR = (1 << 64) - 1  # IOMAP_NULL_ADDR, printed for holes
 
+# xfs's ->end_io for direct writes, then what it does for IOMAP_DIO_COW and _UNWRITTEN
+XFS_END_IO_EVENTS = ("xfs_end_io_direct_write", "xfs_reflink_end_cow", "xfs_unwritten_convert")
+
 LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
@@ -47,6 +50,11 @@ FORMATS = {
     "block_rq_complete": re.compile(
         r"^(\d+),(\d+) (\S+) \((.*)\) (\d+) \+ (\d+) \S+ \[(-?\d+)\]$"
     ),
+    # xfs_dio_write_end_io and the conversions it runs (DEFINE_SIMPLE_IO_EVENT)
+    **{
+        ev: re.compile(DEV + rf" isize {H} disize {H} pos {H} bytecount {H}$")
+        for ev in XFS_END_IO_EVENTS
+    },
     # lines the workload writes to trace_marker before each syscall
     "tracing_mark_write": re.compile(r"^dioconf: (\w+) (\S+) (\d+) (\d+) (\S*)$"),
 }
@@ -114,6 +122,8 @@ def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
             error=int(rest[4]),
             ret=int(rest[5]),
         )
+    elif event in XFS_END_IO_EVENTS:
+        base.update(pos=int(rest[2], 16), count=int(rest[3], 16))
     else:  # range events
         base.update(size=int(rest[0], 16), offset=int(rest[1], 16), length=int(rest[2], 16))
     return base
@@ -151,7 +161,8 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
         fmt = FORMATS.get(event)
         if fmt is None:
             continue
-        body = fmt.search(m["body"]) if event.startswith("iomap") else fmt.match(m["body"])
+        whole = event.startswith(("block", "tracing"))
+        body = fmt.match(m["body"]) if whole else fmt.search(m["body"])
         if body is None and event == "tracing_mark_write":
             continue  # somebody else's marker
         if body is None:

@@ -24,14 +24,13 @@ from attrs import define, field
 from ...traces.format import dump_line, header_dict, scan_trace
 from .btrfs import chunk_map, translator
 from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
-from .convert import Converter
+from .convert import OBSERVED, Converter
 from .fixture import MountedFs, kernel_fs
 from .parse import Record, parse_records
 from .scenarios import Scenario
 from .tracefs import BUFFER_KB, trace_session
 from .workload import Check, Workload
 
-OBSERVED = ["bio", "queued", "complete"]  # the kernel shows no zero/flush distinction
 PROFILE = "linux-6.18"  # how tracefs shows the engine (model/profiles.py)
 
 
@@ -100,7 +99,8 @@ def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: P
     work = m.image.parent
     convs = {
         ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size,
-                       sink=_SpoolSink(work / f"events-{ino}.jsonl"))
+                       sink=_SpoolSink(work / f"events-{ino}.jsonl"),
+                       write_cache=m.geometry.write_cache)
         for ino in inos
     }  # fmt: skip
     failed: dict[int, str] = {}

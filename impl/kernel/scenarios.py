@@ -171,6 +171,39 @@ def swallowed_fault(w: Workload) -> None:
     w.pwrite("g", 512, 16 * KIB, expect=8 * KIB, bad_page=8 * KIB)
 
 
+def eof_zeroing(w: Workload) -> None:
+    """Sub-block writes at the end of a file whose last block is written (MAPPED, not
+    NEW), i_size 4.5 KiB: a write ending exactly at i_size and one ending past it must
+    zero the rest of their block (EOF tail zeroing); the second starts inside i_size
+    and ends past it, so xfs's first, OVERWRITE_ONLY try exits early with EAGAIN. A
+    write starting inside a hole's block past EOF gets a NEW block: its head is zeroed
+    too. The file must read back with zeros wherever nothing was written."""
+    w.buffered_write(F, 0, 8 * KIB)
+    w.truncate(F, 4 * KIB + 512)
+    w.drop_caches(F)
+    w.pwrite(F, 4 * KIB, 512, expect=512)
+    w.pwrite(F, 4 * KIB, 1024, expect=1024)
+    w.pwrite(F, 16 * KIB + 512, 512, expect=512)
+    w.pread(F, 0, 20 * KIB, expect=16 * KIB + 1024)
+
+
+def partial_faults(w: Workload) -> None:
+    """O_DIRECT through user buffers whose later pages were never touched. ext4 and xfs
+    fault them in while pinning; btrfs pins with a no-fault iterator: its bios stop at
+    the first untouched page, after progress. Over data btrfs_dio_iomap_end turns the
+    shortfall into -ENOTBLK; in a hole the zero fill faults and iomap returns the
+    bytes done (IOMAP_DIO_PARTIAL). btrfs then faults the pages in and goes on with
+    done_before = the bytes already done: every call must return its full length."""
+    w.buffered_write(F, 0, 64 * KIB)
+    w.truncate(F, 1 * MIB)
+    w.drop_caches(F)
+    w.pread(F, 0, 16 * KIB, touched=8 * KIB, expect=16 * KIB)
+    w.pread(F, 56 * KIB, 16 * KIB, touched=8 * KIB, expect=16 * KIB)
+    w.pwrite(F, 128 * KIB, 16 * KIB, touched=8 * KIB, expect=16 * KIB)
+    w.pwrite(F, 8 * KIB, 16 * KIB, touched=4 * KIB, expect=16 * KIB)
+    w.pread(F, 0, 160 * KIB, expect=160 * KIB)
+
+
 def async_rw(w: Workload) -> None:
     """Asynchronous (Linux native AIO) overwrites and reads in flight together: the
     submitter may get -EIOCBQUEUED and the last bio completes the request."""
@@ -213,6 +246,8 @@ SCENARIOS = {
         Scenario("large-io", large_io),
         Scenario("reflink-cow", reflink_cow, filesystems=("xfs", "btrfs")),
         Scenario("faulting-buffers", faulting_buffers),
+        Scenario("eof-zeroing", eof_zeroing),
+        Scenario("partial-faults", partial_faults),
         Scenario("swallowed-fault", swallowed_fault, filesystems=("ext4", "xfs"), default=False),
         Scenario("async-rw", async_rw),
         Scenario("async-extending", async_extending),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .cleanup import Undo, check_helper, critical, releasing, undo_stack
 from .fixture import KernelUnavailable, MountedFs, unmount
+from .parse import XFS_END_IO_EVENTS
 
 IOMAP_EVENTS = (
     "iomap_dio_rw_begin",
@@ -242,6 +243,9 @@ def trace_session(
             _enable(inst, "iomap", ev, f"dev == {kernel_dev(m.fs_dev)}")
         for ev in BLOCK_EVENTS:
             _enable(inst, "block", ev, f"dev == {kernel_dev(m.loop_dev)}")
+        if m.fs == "xfs":  # which ->end_io work a direct write's completion did
+            for ev in XFS_END_IO_EVENTS:
+                _enable(inst, "xfs", ev, f"dev == {kernel_dev(m.fs_dev)}")
         (inst / "trace").write_text("")
         session = TraceSession(inst, spool)
         with critical():

@@ -171,15 +171,22 @@ class Workload:
 
     def pwrite(
         self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
-        expect: Expect = None, bad_page: int | None = None,
+        expect: Expect = None, bad_page: int | None = None, touched: int | None = None,
     ) -> int | str:  # fmt: skip
         """``bad_page``: the buffer's page at that offset is made inaccessible
-        (PROT_NONE), so pinning it fails with -EFAULT."""
+        (PROT_NONE), so pinning it fails with -EFAULT. ``touched``: only the buffer's
+        first ``touched`` bytes (a multiple of the page size) are written; its later
+        pages are never touched (not resident: a no-fault iterator cannot pin them), so
+        they hold, and write, zeros."""
         fd = self.open(name)
         self._mark("pwrite", name, pos, length, flags)
         buf = _buffer(length)
         data = _fill(pos, length, self.seed)
-        buf[:length] = data
+        if touched is not None:
+            _check_touched(touched, length)
+            data = data[:touched] + bytes(length - touched)
+        n = length if touched is None else touched
+        buf[:n] = data[:n]
         if bad_page is not None:
             _protect(buf, bad_page)
         try:
@@ -195,14 +202,19 @@ class Workload:
 
     def pread(
         self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
-        expect: Expect = None,
+        expect: Expect = None, touched: int | None = None,
     ) -> int | str:  # fmt: skip
+        """``touched``: only the buffer's pages before that offset are faulted in (by
+        default all of them, or none when ``prefault`` is off)."""
         fd = self.open(name)
         self._mark("pread", name, pos, length, flags)
         buf = _buffer(length)
-        if self.prefault:
-            for page in range(0, length, mmap.PAGESIZE):
-                buf[page] = 0
+        if touched is not None:
+            _check_touched(touched, length)
+        elif self.prefault:
+            touched = length
+        for page in range(0, touched or 0, mmap.PAGESIZE):
+            buf[page] = 0
         try:
             res: int | str = os.preadv(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
             if isinstance(res, int) and res > 0:
@@ -338,6 +350,11 @@ def _buffer(length: int) -> mmap.mmap:
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         buf.madvise(mmap.MADV_NOHUGEPAGE)  # the same 4 KiB pages every run
     return buf
+
+
+def _check_touched(touched: int, length: int) -> None:
+    if not 0 <= touched <= length or touched % mmap.PAGESIZE:
+        raise ValueError(f"touched={touched}: a multiple of {mmap.PAGESIZE} up to {length}")
 
 
 def _protect(buf: mmap.mmap, offset: int) -> None:
