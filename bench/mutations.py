@@ -31,23 +31,20 @@ NO_FLUSH = (
     "has no FUA, so no bio is ever written through"
 )
 NO_CTX = (
-    "kernel traces record no completion context (complete has no ctx field): Linux 6.18 "
-    "completes every async write from the workqueue (workqueue_execute_start "
-    "iomap_dio_complete_work, seen on ext4 and xfs) where the seed completes a pure "
-    "overwrite inline, so ctx needs a linux-6.18 profile rule before it can be compared"
+    "Linux 6.18 completes every async write from iomap's workqueue (complete.ctx, "
+    "recorded from workqueue_execute_start; profile linux-6.18, DIVERGENCES.md item 28), "
+    "so the seed's choice between completing a write inline or from the workqueue does "
+    "not show on this kernel"
 )
 NO_FUA = (
-    "no recorded device shows a FUA bit: the loop device has a write cache without FUA "
-    "(iomap never sets FUA) or no cache (the block layer strips REQ_FUA before "
-    "block_bio_queue, profile linux-6.18)"
-)
-NO_BIO_END = (
-    "no recorded bio failed: every bio_end has status 0 (a loop device over a healthy "
-    "image; no fault injection or device-mapper on this machine)"
+    "no device here supports FUA (loop: a write cache without FUA, so iomap never sets "
+    "it, or no cache, where the block layer strips REQ_FUA before block_bio_queue; zram: "
+    "none; no scsi_debug, nvme target, ublk or device-mapper, and no kernel modules)"
 )
 NO_LEGACY = (
-    "the kernel traces are all iomap (ext4, xfs, btrfs on Linux 6.18); no get_block "
-    "filesystem was recorded"
+    "this kernel has no filesystem that uses fs/direct-io.c: /proc/filesystems lists "
+    "ext2/ext3 (served by ext4's iomap code), ext4, xfs, btrfs, squashfs, erofs, fuse, "
+    "overlay, and there are no kernel modules (no vfat, hfs, jfs, nilfs2, ocfs2)"
 )
 NO_EARLY_RESULT = (
     "kernel traces show no result for __iomap_dio_rw's early exits (begin.observed "
@@ -112,11 +109,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("writeback-error-ignored", "a kiocb_write_and_wait error before a read is returned",
       "iomap-direct-io.c __iomap_dio_rw L716-721", ENT,
       's, _ = _return_early(s, ret, "__iomap_dio_rw: kiocb_write_and_wait failed")',
-      "return evolve(s, phase=ITER)",
-      blind=(
-          "no recorded read had kiocb_write_and_wait fail (no writeback line in the kernel "
-          "traces)"
-      )),
+      "return evolve(s, phase=ITER)"),
     M("force-wait-ignored", "FORCE_WAIT: the submitter waits even for an async kiocb",
       "iomap-direct-io.c __iomap_dio_rw L682-683", ENT,
       'wait=req.sync or "FORCE_WAIT" in req.dio,', "wait=req.sync,",
@@ -188,8 +181,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("error-does-not-stop-submission", "a completion error stops further bio submission",
       "iomap-direct-io.c iomap_dio_bio_iter L532-533", BIO,
       "    if s.error:\n        return evolve(s, phase=BIO_OUT), None",
-      "    if False:\n        return evolve(s, phase=BIO_OUT), None",
-      blind=NO_BIO_END),
+      "    if False:\n        return evolve(s, phase=BIO_OUT), None"),
     M("bio-ignores-fault", "bio cutting: a bio holds only the pages that could be pinned",
       "iomap-direct-io.c iomap_dio_bio_iter_one L331-369 (bio_iov_iter_get_pages)", BIO,
       "max_len = avail & ~mask", "max_len = remaining & ~mask"),
@@ -244,9 +236,10 @@ MUTATIONS: tuple[Mutation, ...] = (
       "iomap-direct-io.c __iomap_dio_rw L814-818", CMP,
       'if "NOWAIT" not in s.req.iocb:', "if True:",
       blind=(
-          "the recorded faults after progress (btrfs, partial-faults) are in sync requests, "
-          "whose submitter waits anyway; no async NOWAIT request faulting after progress was "
-          "recorded"
+          "btrfs, whose no-fault iterator is the only way to fault after progress, answers "
+          "-EAGAIN at ->iomap_begin to a recorded async NOWAIT read of 16 KiB "
+          "(partial-faults), before any progress; the recorded faults after progress are in "
+          "requests that wait anyway"
       )),
     M("enotblk-returned", "-ENOTBLK from the loop: return what was done (fallback for the rest)",
       "iomap-direct-io.c __iomap_dio_rw L820-824", CMP,
@@ -268,16 +261,14 @@ MUTATIONS: tuple[Mutation, ...] = (
       "if not wait:", "if False:"),
     M("last-error-wins", "first error wins (cmpxchg on dio->error)",
       "iomap-direct-io.c iomap_dio_set_error L174-177", ARI,
-      "return ite(current == 0, new, current)", "return ite(new == 0, current, new)",
-      blind=NO_BIO_END + ", so no request meets two errors"),
+      "return ite(current == 0, new, current)", "return ite(new == 0, current, new)"),
     M("error-completion-inline", "error completions always run in process context",
       "iomap-direct-io.c iomap_dio_done L203-204", CMP,
-      "if s.error:\n        flags |= COMP_WORK", "if s.error:\n        pass",
-      blind=NO_CTX),
+      "if s.error:\n        flags |= COMP_WORK", "if s.error:\n        pass"),
     M("cached-pages-inline", "a write with cached pages completes from a workqueue",
       "iomap-direct-io.c iomap_dio_done L213-219", CMP,
       "flags |= COMP_WORK if s.req.cached_pages else NO_INVALIDATE", "flags |= NO_INVALIDATE",
-      blind=NO_CTX + "; begin.cached_pages is never recorded"),
+      blind=NO_CTX + "; begin.cached_pages is not recorded either"),
     M("no-short-read-cap", "short read: the result is capped at i_size - pos",
       "iomap-direct-io.c iomap_dio_complete L117-123", CMP,
       "capped = ret if s.flags & WRITE else arith.short_read_cap(req.pos, ret, s.i_size)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from attrs import evolve, frozen
 
-from .types import Bio, BioRun, Geometry, Output
+from .types import Bio, BioRun, Complete, Geometry, Output
 
 
 @frozen
@@ -23,12 +23,22 @@ class Profile:
     fua_stripped_without_cache: bool = False
     # filesystem glue the engine runs inside (``none`` or ``btrfs``: btrfs_dio_iomap_end)
     glue: str = "none"
+    # host, Linux 6.18 iomap_dio_bio_end_io: an async write's last bio completion never
+    # completes it inline (IOMAP_DIO_INLINE_COMP is set for reads only, and
+    # IOMAP_DIO_CALLER_COMP hands it to the submitter's task): it is queued to
+    # s_dio_done_wq, where the seed's iomap_dio_done (L206-219) completes a pure
+    # overwrite with no cached pages inline. Evidence: traces/kernel/DIVERGENCES.md 28.
+    async_writes_complete_in_workqueue: bool = False
 
-    def observe(self, o: Output, geo: Geometry) -> Output:
-        """The output as the recording's tracepoints would show it."""
+    def observe(self, o: Output, geo: Geometry, write: bool = False) -> Output:
+        """The output as the recording's tracepoints would show it (``write``: the
+        request writes)."""
         strip = self.fua_stripped_without_cache and not geo.write_cache
         if strip and isinstance(o, Bio | BioRun) and o.fua:
             return evolve(o, fua=False)
+        punted = self.async_writes_complete_in_workqueue and write
+        if punted and isinstance(o, Complete) and o.ctx == "inline":
+            return evolve(o, ctx="workqueue")
         return o
 
 
@@ -37,11 +47,13 @@ LINUX_6_18 = Profile(
     "linux-6.18",
     "Linux 6.18 observed through tracefs: bios as block_bio_queue shows them",
     fua_stripped_without_cache=True,
+    async_writes_complete_in_workqueue=True,
 )
 LINUX_6_18_BTRFS = Profile(
     "linux-6.18-btrfs",
     "Linux 6.18 btrfs through tracefs: as linux-6.18, inside btrfs's iomap glue",
     fua_stripped_without_cache=True,
+    async_writes_complete_in_workqueue=True,
     glue="btrfs",
 )
 SEED_BTRFS = Profile("seed-btrfs", "the seed engine inside btrfs's glue", glue="btrfs")

@@ -469,3 +469,115 @@ def test_end_io_is_left_out_when_two_requests_alike_could_own_the_completion():
                        xfs_end_io(0, "xfs_unwritten_convert", 0, 4096)])  # fmt: skip
     completes = [e for e in out if e["ev"] == "complete"]
     assert len(completes) == 2 and not any("end_io" in e for e in completes)
+
+
+def test_a_flush_queued_before_the_writes_data_ended_does_not_cover_it():
+    """Only a flush queued after the write's last bio ended makes its data durable."""
+    out = _dsync_write("DSYNC|DIRECT|WRITE", [bio(99, "FWS", 0, 0), rq_done(0x900000 // 512, 8)])
+    assert "flush" not in [e["ev"] for e in out]
+    out = _dsync_write("DSYNC|DIRECT|WRITE", [rq_done(0x900000 // 512, 8), bio(99, "FWS", 0, 0)])
+    assert [e["ev"] for e in out].count("flush") == 1
+
+
+def work_start(pid: int) -> str:
+    return line(pid, "workqueue_execute_start",
+                "work struct 000000003ea93268: function iomap_dio_complete_work",
+                comm="kworker/1:3")  # fmt: skip
+
+
+@pytest.mark.parametrize("lines, ctx", [
+    ([work_start(7)], "workqueue"),  # iomap_dio_complete_work, then the completion
+    ([], "inline"),  # in the last bio's completion, another task (softirq, loop worker)
+    ([work_start(8)], "inline"),  # another task's work item is not this completion's
+])  # fmt: skip
+def test_the_completion_context_of_a_queued_request(lines, ctx):
+    c = Converter(0xC, LOOP, ctx=True)
+    for rec in parse_records([
+        begin(10, 0x10000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
+        it(10, 0), dstmap(10, 0x900000, 0, 0x10000), bio(10, "WS", 0x900000 // 512, 8),
+        it(10, 0x1000),
+        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
+        *lines,
+        done(7, 0x10000, 0x1000, 4096, aio=1),
+    ]):  # fmt: skip
+        c.add(rec)
+    (complete,) = [e for e in c.events() if e["ev"] == "complete"]
+    assert complete["ctx"] == ctx
+
+
+def test_a_completion_in_the_submitters_own_task_is_submitter_or_unknown():
+    """Sync: the submitter completes (submitter). A queued request completed in its
+    submitter's task without the work item may be IOMAP_DIO_CALLER_COMP or an interrupt
+    there: no ctx. Without the workqueue event recorded, no ctx at all."""
+    sync = _dsync_write("DIRECT|WRITE", [])
+    assert "ctx" not in sync[-1]  # Converter(ctx=False)
+    c = Converter(0xC, LOOP, ctx=True)
+    for rec in parse_records([
+        begin(10, 0x10000, 0, 0x1000, flags="WRITE|DIRECT"),
+        it(10, 0), dstmap(10, 0x900000, 0, 0x10000), bio(10, "WS", 0x900000 // 512, 8),
+        it(10, 0x1000), done(10, 0x10000, 0x1000, 4096),
+        begin(11, 0x10000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
+        it(11, 0), dstmap(11, 0x900000, 0, 0x10000), bio(11, "WS", 0x900000 // 512, 8),
+        it(11, 0x1000),
+        line(11, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
+        done(11, 0x10000, 0x1000, 4096, aio=1),
+    ]):  # fmt: skip
+        c.add(rec)
+    completes = [e for e in c.events() if e["ev"] == "complete"]
+    assert completes[0]["ctx"] == "submitter" and "ctx" not in completes[1]
+
+
+def _read_with_failed_first_bio(after_failure: list[str]) -> list[dict]:
+    return evs([
+        begin(10, 0x1000000, 0, 0x300000, flags="DIRECT"),
+        it(10, 0, flags="DIRECT"), dstmap(10, 0x900000, 0, 0x300000),
+        bio(10, "R", 0x900000 // 512, 2048), bio(10, "R", 0xa00000 // 512, 2048),
+        rq_done(0x900000 // 512, 2048, error=-5),
+        *after_failure,
+        done(10, 0x1000000, 0, -5, error=-5),
+    ])  # fmt: skip
+
+
+def test_a_failure_during_the_next_bios_build_is_placed_after_the_bios_built_meanwhile():
+    """iomap_dio_bio_iter checked dio->error before building bios 2 and 3 (the error is
+    set after block_rq_complete, by bio_endio): the failure of bio 0, traced before
+    they were queued, goes after them, before the request's next iomap_iter."""
+    out = _read_with_failed_first_bio([bio(10, "R", 0xb00000 // 512, 1024),
+                                       bio(10, "R", 0xb80000 // 512, 1024),
+                                       it(10, 0x300000)])  # fmt: skip
+    order = [(e["ev"], e.get("index")) for e in out if e["ev"] in ("bio", "bio_end")]
+    assert order == [("bio", None)] * 4 + [("bio_end", 0)]
+
+
+def test_a_failure_before_the_next_mapping_stays_before_it():
+    out = _read_with_failed_first_bio([it(10, 0x200000, flags="DIRECT"),
+                                       dstmap(10, 0xd00000, 0x200000, 0x100000)])  # fmt: skip
+    kinds = [e["ev"] for e in out if e["ev"] in ("bio", "bio_end", "map")]
+    assert kinds == ["map", "bio", "bio", "bio_end", "map"]
+
+
+def test_a_bio_outside_the_mapping_is_not_the_requests():
+    """Pinning the buffer may fault in pages of a mapped file: the task reads them from
+    the same device, between the dio's bios."""
+    out = _read_with_failed_first_bio([bio(10, "R", 0x5000000 // 512, 8)])
+    assert [e["addr"] for e in out if e["ev"] == "bio"] == [0x900000, 0xA00000]
+
+
+@pytest.mark.parametrize("failure, ret", [(-5, -5), (-28, -28), (-61, -5)])
+def test_a_read_that_returns_early_after_a_writeback_error_gets_its_writeback_line(
+    failure, ret
+):
+    """kiocb_write_and_wait failed: the file had a writeback error (filemap_set_wb_err)
+    and the read, inside i_size, returned before iomap_iter. filemap_check_errors
+    reports ENOSPC as ENOSPC and every other error as EIO."""
+    out = evs([
+        line(0, "block_rq_complete", f"7,0 WS () 4096 + 8 none,0,0 [{failure}]", comm="<idle>"),
+        line(0, "filemap_set_wb_err", "dev=7:0 ino=0xc errseq=0x0", comm="kworker/0:1"),
+        line(10, "tracing_mark_write", "dioconf: pread f 0 16384 "),
+        begin(10, 0x10000, 0, 0x4000),
+        line(10, "tracing_mark_write", "dioconf: pread f 0 16384 "),
+        begin(10, 0x10000, 0, 0x4000),
+    ])  # fmt: skip
+    wb = [e for e in out if e["ev"] == "writeback"]
+    assert wb == [{"ev": "writeback", "req": 1, "ret": ret}]  # reported once
+    assert out[1]["observed"] == ["bio", "queued"]

@@ -55,3 +55,15 @@ def test_btrfs_glue_is_needed():
     assert not result.ok
     assert result.divergence.req == 1
     assert "ret=-14" in result.divergence.model_predicts
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs", "btrfs"])
+def test_async_write_completion_rule_is_needed(fs):
+    """Linux 6.18 completes every async write from iomap's workqueue; the seed would
+    complete these pure overwrites inline (DIVERGENCES.md item 28)."""
+    seed = "seed-btrfs" if fs == "btrfs" else "seed"
+    result = _with_profile(KERNEL / fs / "async-rw.jsonl", seed)
+    assert not result.ok
+    assert result.divergence.field == "ctx"
+    assert "ctx=inline" in result.divergence.model_predicts
+    assert "ctx=workqueue" in result.divergence.trace_says

@@ -21,23 +21,26 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from dioconf.traces.format import read_trace
 
 from tests.kernel_support import leftovers, needs
 
 DRIVER = Path(__file__).with_name("interrupt_driver.py")
-RECORD = ["record", "--fs", "ext4", "--scenario", "async-rw"]
-POINTS = 60  # phases sampled; two runs (SIGINT, SIGTERM) each
+RECORD = ["record", "--fs", "ext4", "--scenario"]
+# scenario, phases sampled (two runs each: SIGINT, SIGTERM), runs that must be interrupted
+SWEEPS = [("async-rw", 60, 100), ("bio-errors", 20, 30)]  # bio-errors: the FUSE disk too
 DELAYS = (0.0, 0.002, 0.0, 0.01, 0.0, 0.03)  # seconds after the K-th call
 
 
-def _driver(tmp: Path, k: int, sig: int, delay: float) -> subprocess.CompletedProcess[str]:
+def _driver(tmp: Path, k: int, sig: int, delay: float,
+            scenario: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
     tmp.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TMPDIR": str(tmp / "tmp")}
     (tmp / "tmp").mkdir(exist_ok=True)
     return subprocess.run(
         [sys.executable, str(DRIVER), str(k), str(int(sig)), str(delay),
-         str(tmp / "calibration.json"), "--", *RECORD, "--out", str(tmp / "out")],
+         str(tmp / "calibration.json"), "--", *RECORD, scenario, "--out", str(tmp / "out")],
         capture_output=True, text=True, env=env, timeout=120,
         start_new_session=True,  # its own process group, which it signals
     )  # fmt: skip
@@ -78,14 +81,17 @@ def _recorder_pid(tmp: Path) -> int:
 
 
 @needs("ext4")
-def test_interrupts_at_every_phase_of_a_recording_leave_nothing_behind(tmp_path):
-    cal = _driver(tmp_path / "calibration", 0, signal.SIGINT, 0.0)
+@pytest.mark.parametrize("scenario, npoints, least", SWEEPS, ids=[s[0] for s in SWEEPS])
+def test_interrupts_at_every_phase_of_a_recording_leave_nothing_behind(
+    tmp_path, scenario, npoints, least
+):
+    cal = _driver(tmp_path / "calibration", 0, signal.SIGINT, 0.0, scenario)
     assert cal.returncode == 0, cal.stdout + cal.stderr
     data = json.loads((tmp_path / "calibration" / "calibration.json").read_text())
     firsts = sorted(set(data["first"].values()))
     handlers_at = data["first"]["cleanup.<dictcomp>"]  # signals_raise installs them
-    step = max(1, len(firsts) // POINTS)
-    points = [*firsts[::step][:POINTS], data["calls"]]  # and the very last call
+    step = max(1, len(firsts) // npoints)
+    points = [*firsts[::step][:npoints], data["calls"]]  # and the very last call
     runs = []
     for i, k in enumerate(points):
         for j, sig in enumerate((signal.SIGINT, signal.SIGTERM)):
@@ -94,7 +100,7 @@ def test_interrupts_at_every_phase_of_a_recording_leave_nothing_behind(tmp_path)
     def one(n: int) -> tuple[tuple[int, int, float], list[str], bool]:
         k, sig, delay = runs[n]
         where = tmp_path / f"run-{n}"
-        proc = _driver(where, k, sig, delay)
+        proc = _driver(where, k, sig, delay, scenario)
         problems = _problems(where, proc, sig, k <= handlers_at)
         interrupted = "interrupted" in proc.stdout or proc.returncode == -sig
         if problems:
@@ -106,4 +112,4 @@ def test_interrupts_at_every_phase_of_a_recording_leave_nothing_behind(tmp_path)
     failures = [f"K={k} {signal.Signals(s).name} +{d}s: {p}" for (k, s, d), p, _ in results if p]
     assert not failures, "\n".join(failures)
     interrupted = sum(i for _, _, i in results)
-    assert interrupted >= 100, f"only {interrupted} of {len(runs)} runs were interrupted"
+    assert interrupted >= least, f"only {interrupted} of {len(runs)} runs were interrupted"

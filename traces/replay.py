@@ -72,11 +72,12 @@ SHARED_INODE_ENGINES = frozenset({"iomap"})
 class _Request:
     """Replay bookkeeping of one request."""
 
-    __slots__ = ("finished", "nbios", "observed", "req", "state")
+    __slots__ = ("finished", "nbios", "observed", "req", "state", "write")
 
-    def __init__(self, req: int, state: Any, observed: frozenset[str]) -> None:
+    def __init__(self, req: int, state: Any, observed: frozenset[str], write: bool) -> None:
         self.req = req
         self.state = state
+        self.write = write
         self.observed = observed  # output kinds recorded for this request
         self.nbios = 0  # bios the model has emitted
         self.finished = False
@@ -135,7 +136,7 @@ class Replayer:
             except (ModelUsageError, ValueError) as exc:
                 raise _Diverged(e.line, e.req, describe_event(e), str(exc), "engine entry") from exc
             observed = frozenset(e.fields.get("observed", self.observed))
-            self.requests[e.req] = _Request(e.req, state, observed)
+            self.requests[e.req] = _Request(e.req, state, observed, e.fields["op"] == "write")
             self.seen += 1
             return
         r = self.requests.get(e.req)
@@ -299,7 +300,7 @@ class Replayer:
                 else:
                     r.state = self.engine.feed(r.state, self._implied_cuts(action))
             elif isinstance(action, Emit):
-                o = self.profile.observe(action.output, self.geometry)
+                o = self.profile.observe(action.output, self.geometry, r.write)
                 if output_kind(o) not in r.observed:
                     continue
                 if isinstance(o, Complete) and e.ev == "complete":

@@ -23,7 +23,8 @@ two inferences that only read the iomap_iter events:
   the ``iomap_iter`` flags (WRITE), an ``invalidate_fail`` (writes only), or the
   workload's ``trace_marker`` line before the syscall;
 - ``flush``: a cache flush (a PREFLUSH bio, ``F`` first in rwbs) queued on the device
-  while an O_DSYNC write was in flight is that write's generic_write_sync. Only O_DSYNC
+  after an O_DSYNC write's last bio ended and before it completed is that write's
+  generic_write_sync (a flush queued earlier does not cover its data). Only O_DSYNC
   writes on a device with a volatile cache are said to observe flushes (their
   ``begin`` has no ``observed`` list); every other request's ``begin.observed`` leaves
   ``flush`` out, since its window may hold another's flush;
@@ -44,6 +45,7 @@ from attrs import define, field
 
 from .parse import XFS_END_IO_EVENTS, Record, rwbs
 
+EIO = -5
 EAGAIN = -11
 EFAULT = -14
 EINTR = -4
@@ -52,6 +54,7 @@ ENOTBLK = -15
 OBSERVED = ["bio", "flush", "queued", "complete"]  # a trace's header
 NO_FLUSH = ["bio", "queued", "complete"]  # a request whose flushes are not told apart
 EBUSY = -16
+ENOSPC = -28
 IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC", "HIPRI")
 DIO_FLAGS = {"DIO_FORCE_WAIT": "FORCE_WAIT", "DIO_OVERWRITE_ONLY": "OVERWRITE_ONLY",
              "DIO_PARTIAL": "PARTIAL"}  # fmt: skip
@@ -79,14 +82,16 @@ class _Req:
     # bios are the dio's only between a mapping and the next iomap_iter call; others
     # from the same task are the filesystem's (e.g. a buffered fallback's writeback)
     mapped: bool = False
+    extent: tuple[int, int] = (0, 0)  # device bytes of the current mapping
     faulted: bool = False
     queued: bool = False
     done: bool = False
     closed: bool = False  # returned early: nothing more can be traced for it
     end_ts: float = 0.0  # when it completed
     nbios: int = 0  # bio events so far
+    held: list[dict[str, Any]] = field(factory=list)  # failed bio_end lines (see _emit)
     ended: int = 0  # bio_end events so far
-    flushes: int = 0  # cache flushes on the device before it began
+    flushes: int = 0  # cache flushes on the device before its last bio ended
     alike: bool = False  # its completion may have been another's alike (same range, result)
 
     @property
@@ -117,6 +122,7 @@ class Converter:
         page_size: int = 4096,
         sink: Sink | None = None,
         write_cache: bool = True,
+        ctx: bool = False,
     ) -> None:  # fmt: skip
         self.ino = ino
         self.page_size = page_size
@@ -137,6 +143,15 @@ class Converter:
         # without a volatile cache the block layer ends flushes before block_bio_queue
         # (submit_bio_noacct): none can be seen
         self.write_cache = write_cache
+        # iomap_dio_complete_work's starts are recorded: each completion's context is
+        # known (``complete.ctx``); pids running that work item now
+        self.ctx = ctx
+        self.in_work: set[int] = set()
+        # the last writeback error of the file (filemap_set_wb_err), not yet reported
+        # to a direct read (filemap_check_errors clears it as it reports it)
+        self.wb_error = 0
+        self.last_failure = 0  # the errno of the device's last failed block request
+        self._work = False  # the completion being handled runs from the workqueue
         # pid -> (pos, bytes, work done) of the xfs ->end_io running in that task
         self.end_io: dict[int, tuple[int, int, set[str]]] = {}
         self.inflight: list[list[Any]] = []  # bios not ended yet (see _bio)
@@ -162,10 +177,21 @@ class Converter:
         if rec.event == "tracing_mark_write":
             self.marks[rec.pid] = rec.f
             return
+        if rec.event == "workqueue_execute_start":
+            self.in_work.add(rec.pid)
+            return
+        if rec.event == "iomap_dio_complete":  # of any file: the work item ends with it
+            self._work = rec.pid in self.in_work
+            self.in_work.discard(rec.pid)
         if rec.f.get("ino") != self.ino:
             return
         if rec.event in XFS_END_IO_EVENTS:
             self._xfs_end_io(rec)
+            return
+        if rec.event == "filemap_set_wb_err":
+            # mapping_set_error records -ENOSPC as AS_ENOSPC, any other error as AS_EIO,
+            # and filemap_check_errors reports that: the failed block request says which
+            self.wb_error = ENOSPC if self.last_failure == ENOSPC else EIO
             return
         handler = getattr(self, "_" + rec.event.removeprefix("iomap_"))
         handler(rec)
@@ -183,7 +209,24 @@ class Converter:
             self.unchecked.add(self._completed_req[i])
 
     def _emit(self, r: _Req, ev: dict[str, Any]) -> None:
+        kind = ev["ev"]
+        if kind == "bio_end" and (ev["status"] or r.held) and self.open.get(r.pid) is r:
+            # iomap_dio_bio_iter checks dio->error before it builds each bio (L531-532),
+            # and building one (pinning the buffer) may sleep, while the error is set
+            # after block_rq_complete is traced (bio_endio, maybe in ksoftirqd): when
+            # the submitter saw it is not traced. Its line (and the bio_end lines after
+            # it) goes after the bios submitted meanwhile, before the request's next
+            # other line: the model stops at its next check, as the kernel stopped at
+            # one of the checks up to there.
+            r.held.append(ev)
+            return
+        if r.held and kind != "bio":
+            self._release_held(r)
         self.out.append((r, ev))
+
+    def _release_held(self, r: _Req) -> None:
+        self.out.extend((r, h) for h in r.held)
+        r.held.clear()
 
     def _dio_rw_begin(self, rec: Record) -> None:
         prev = self.open.pop(rec.pid, None)
@@ -271,6 +314,7 @@ class Converter:
         addr = f["addr"]
         if addr is not None and self.translate is not None:
             addr = self.translate(addr)
+        r.extent = (addr, addr + f["length"]) if addr is not None else (0, 0)
         self._emit(
             r,
             {
@@ -313,6 +357,9 @@ class Converter:
             return
         if b["meta"] or b["op"] not in ("read", "write"):
             return  # the filesystem's own metadata I/O during the request
+        lo = f["sector"] * 512
+        if not r.extent[0] <= lo < lo + f["sectors"] * 512 <= r.extent[1]:
+            return  # outside the mapping: e.g. a page fault's read while pinning the buffer
         self._emit(
             r,
             {
@@ -335,6 +382,8 @@ class Converter:
         f = rec.f
         if f["dev"] != self.loop_dev or not f["sectors"]:
             return
+        if f["error"]:
+            self.last_failure = f["error"]
         lo, hi = f["sector"], f["sector"] + f["sectors"]
         left = []
         for b in self.inflight:
@@ -347,6 +396,7 @@ class Converter:
                 continue
             r = b[4]
             r.ended += 1
+            r.flushes = self.flushes  # only a flush queued after its data ended covers it
             self._emit(r, {"ev": "bio_end", "req": r.req, "index": b[5], "status": b[3]})
         self.inflight = left
 
@@ -369,8 +419,10 @@ class Converter:
     def _dio_complete(self, rec: Record) -> None:
         f = rec.f
         r = self.open.get(rec.pid)
+        ctx = None  # not known
         if r is not None and r.pos <= f["offset"] <= r.pos + r.len:
             del self.open[rec.pid]  # completed by its submitter (sync, or not queued)
+            ctx = "submitter"
         else:
             # an async completion runs in any context (an interrupted task's pid, a
             # kworker): the queued request whose new ki_pos it shows, or else (an error,
@@ -381,6 +433,13 @@ class Converter:
                 self.unmatched.append(rec)
                 return
             r = cands[0]
+            if self._work:
+                ctx = "workqueue"  # iomap_dio_complete_work (iomap_dio_done L221-231)
+            elif rec.pid != r.pid:
+                # in the last bio's completion (iomap_dio_done L233-234): an interrupt,
+                # or the block driver's own worker (loop's); in the submitter's task it
+                # might be the submitter's own (IOMAP_DIO_CALLER_COMP): not known
+                ctx = "inline"
             if len(cands) > 1:  # which of them completed is not known: nor is the other
                 for q in cands:
                     q.alike = True
@@ -397,15 +456,17 @@ class Converter:
         self._size.pop(r.req, None)
         if self.write_cache and r.begin["op"] == "write" and "DSYNC" in r.begin["iocb"]:
             # generic_write_sync runs before this tracepoint (iomap_dio_complete
-            # L147-151): a cache flush on the device since the request began is its
-            # (another task's flush can only add one where the model wants none: the
-            # loop device's cache makes every O_DSYNC sync flush). Other requests'
+            # L147-151): a cache flush queued on the device after the request's data
+            # ended is what makes it durable, whoever issued it. None there, and the
+            # write completed with its data in the volatile cache. Other requests'
             # windows may hold someone else's flush: not told apart for them.
             r.begin.pop("observed")
             if self.flushes > r.flushes:
                 self._emit(r, {"ev": "flush", "req": r.req})
         complete = {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
                     "i_size": f["size"]}  # fmt: skip
+        if self.ctx and ctx is not None:
+            complete["ctx"] = ctx
         end = self.end_io.pop(rec.pid, None)
         if end is not None and end[0] == r.pos and end[1] > 0 and not f["error"] and not r.alike:
             # xfs_dio_write_end_io acts on the dio's flags only after a successful write;
@@ -428,6 +489,13 @@ class Converter:
             # a write's untraced early exits need NOWAIT or OVERWRITE_ONLY (invalidation
             # failures are traced): an untraced exit at/after EOF is a read at EOF
             b["op"] = "read"
+        blocking_read = b["op"] == "read" and "NOWAIT" not in b["iocb"]
+        if blocking_read and not r.iters and b["pos"] < size and self.wb_error:
+            # kiocb_write_and_wait failed (L716-721): the only early exit of a read
+            # inside i_size that may block; it reports the writeback error
+            self._insert_after_begin(r, {"ev": "writeback", "req": r.req, "ret": self.wb_error})
+            self.wb_error = 0
+            return
         if r.iters or r.invalidated or "NOWAIT" not in b["iocb"] or b["op"] == "?":
             return
         if b["op"] == "read" and b["pos"] < size:
@@ -464,6 +532,7 @@ class Converter:
     def finish(self) -> None:
         """The recording ended: requests still being submitted returned early."""
         for r in list(self.open.values()):
+            self._release_held(r)
             self._close_early(r)
         self.open.clear()
         for r in self.queued:  # never completed (within the recording): kept as queued

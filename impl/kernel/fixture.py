@@ -19,6 +19,7 @@ from attrs import frozen
 
 from ...model.types import Geometry
 from .cleanup import check_helper, critical, run_helper, undo_stack
+from .fusedisk import FuseDisk
 
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
 MKFS = {
@@ -65,6 +66,8 @@ class MountedFs:
     loop_dev: tuple[int, int]  # the loop device: what block events call "dev"
     geometry: Geometry
     kernel: str
+    # the loop device's backing file served through FUSE, with injectable I/O errors
+    disk: FuseDisk | None = None
 
     @property
     def loop_name(self) -> str:
@@ -156,9 +159,14 @@ def kernel_fs(
     size: int = DEFAULT_IMAGE_SIZE,
     workdir: str | os.PathLike[str] | None = None,
     write_cache: bool | None = None,
+    fuse: bool = False,
 ) -> Iterator[MountedFs]:
-    """Mount a fresh ``fs`` on a loop device for the duration of the block."""
+    """Mount a fresh ``fs`` on a loop device for the duration of the block; ``fuse``:
+    the loop device's backing file is the image served through FUSE (``m.disk``, whose
+    ``fail()`` makes chosen ranges answer an errno)."""
     check_environment(fs)
+    if fuse and not Path("/dev/fuse").exists():
+        raise KernelUnavailable("no FUSE: /dev/fuse is missing.")
     with undo_stack() as undo:
         tmp = undo.acquire(
             f"remove the temporary directory of {fs}",
@@ -169,10 +177,20 @@ def kernel_fs(
         with open(image, "wb") as f:
             f.truncate(size)  # sparse
         _run([*MKFS[fs], str(image)])
+        backing, disk = image, None
+        if fuse:
+            fmnt = tmp / "fuse"
+            fmnt.mkdir()
+            disk = FuseDisk(image, fmnt)
+            undo.push("stop the FUSE disk server", disk.stop)
+            undo.push(f"unmount {fmnt}", lambda: unmount(fmnt))
+            with critical():
+                disk.start()
+            backing = disk.path
         # released by identity: also a device attached by an interrupted losetup
-        undo.push(f"detach the loop device of {image}", lambda: _detach_image(image))
+        undo.push(f"detach the loop device of {backing}", lambda: _detach_image(backing))
         with critical():
-            loop = _run(["losetup", "--find", "--show", str(image)]).strip()
+            loop = _run(["losetup", "--find", "--show", str(backing)]).strip()
         cache = Path("/sys/block") / Path(loop).name / "queue" / "write_cache"
         if write_cache is not None:
             undo.acquire(f"restore {cache}", lambda: cache.read_text().strip(), cache.write_text)
@@ -193,4 +211,5 @@ def kernel_fs(
             loop_dev=(os.major(st_loop), os.minor(st_loop)),
             geometry=_geometry(mnt, loop),
             kernel=os.uname().release,
+            disk=disk,
         )

@@ -18,6 +18,9 @@ NULL_ADDR = (1 << 64) - 1  # IOMAP_NULL_ADDR, printed for holes
 # xfs's ->end_io for direct writes, then what it does for IOMAP_DIO_COW and _UNWRITTEN
 XFS_END_IO_EVENTS = ("xfs_end_io_direct_write", "xfs_reflink_end_cow", "xfs_unwritten_convert")
 
+# iomap_dio_done queues iomap_dio_complete_work for a completion run from its workqueue
+WORK_FILTER = "function.function == iomap_dio_complete_work"
+
 LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
@@ -55,6 +58,10 @@ FORMATS = {
         ev: re.compile(DEV + rf" isize {H} disize {H} pos {H} bytecount {H}$")
         for ev in XFS_END_IO_EVENTS
     },
+    # mapping_set_error: the file had a writeback error (errseq: the value before it)
+    "filemap_set_wb_err": re.compile(r"dev=(\d+):(\d+) ino=0x([0-9a-f]+) errseq=0x[0-9a-f]+$"),
+    # only iomap_dio_complete_work's (WORK_FILTER)
+    "workqueue_execute_start": re.compile(r"^work struct \S+: function (\S+)$"),
     # lines the workload writes to trace_marker before each syscall
     "tracing_mark_write": re.compile(r"^dioconf: (\w+) (\S+) (\d+) (\d+) (\S*)$"),
 }
@@ -79,6 +86,10 @@ def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
     if event == "tracing_mark_write":
         return {"op": g[0], "file": g[1], "pos": int(g[2]), "len": int(g[3]),
                 "flags": _flags(g[4])}  # fmt: skip
+    if event == "workqueue_execute_start":
+        return {"function": g[0]}
+    if event == "filemap_set_wb_err":
+        return {"dev": (int(g[0]), int(g[1])), "ino": int(g[2], 16)}
     if event == "block_rq_complete":
         return {
             "dev": (int(g[0]), int(g[1])),
@@ -161,7 +172,7 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
         fmt = FORMATS.get(event)
         if fmt is None:
             continue
-        whole = event.startswith(("block", "tracing"))
+        whole = event.startswith(("block", "tracing", "workqueue"))
         body = fmt.match(m["body"]) if whole else fmt.search(m["body"])
         if body is None and event == "tracing_mark_write":
             continue  # somebody else's marker

@@ -88,7 +88,7 @@ class _SpoolSink:
 
 
 def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: Path,
-           name: str, note: str, rec: Recording) -> None:  # fmt: skip
+           name: str, note: str, rec: Recording, ctx: bool) -> None:  # fmt: skip
     """One trace per file that saw direct I/O, converted in one streamed pass over the
     records; memory holds only the requests in flight."""
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: P
     convs = {
         ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size,
                        sink=_SpoolSink(work / f"events-{ino}.jsonl"),
-                       write_cache=m.geometry.write_cache)
+                       write_cache=m.geometry.write_cache, ctx=ctx)
         for ino in inos
     }  # fmt: skip
     failed: dict[int, str] = {}
@@ -164,7 +164,8 @@ def record_scenario(
     fs: str, scenario: Scenario, out: Path, *, buffer_kb: int = BUFFER_KB
 ) -> Recording:
     rec = Recording(fs, scenario.name)
-    with signals_raise(), kernel_fs(fs, write_cache=scenario.write_cache) as m:
+    with signals_raise(), kernel_fs(fs, write_cache=scenario.write_cache,
+                                    fuse=scenario.fuse) as m:  # fmt: skip
         w = Workload(m)
         with undo_stack() as undo:
             undo.push("close the workload's files", w.close_all)  # before unmounting
@@ -177,7 +178,7 @@ def record_scenario(
                 spool, overrun = t.finish()
         rec.checks = w.verify()
         inos = {ino: name for name, ino in w.inos.items()}
-        _write(m, spool, overrun, inos, out, scenario.name, scenario.note, rec)
+        _write(m, spool, overrun, inos, out, scenario.name, scenario.note, rec, t.work_traced)
     return rec
 
 
@@ -209,7 +210,7 @@ def record_command(fs: str, argv: Sequence[str], out: Path, name: str = "command
         begins = _records(spool, only="iomap_dio_rw_begin")
         inos = {r.f["ino"]: f"ino{r.f['ino']}" for r in begins if r.event == "iomap_dio_rw_begin"}
         note = f"recorded while running: {' '.join(argv)}"
-        _write(m, spool, overrun, inos, out, name, note, rec)
+        _write(m, spool, overrun, inos, out, name, note, rec, t.work_traced)
     return rec
 
 

@@ -6,6 +6,7 @@ a user of O_DIRECT is promised (byte counts, errno), not what the model predicts
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 
 from attrs import frozen
@@ -24,6 +25,7 @@ class Scenario:
     filesystems: tuple[str, ...] = ("ext4", "xfs", "btrfs")
     # False: a reproduction of a finding (its checks fail on Linux 6.18), run by name only
     default: bool = True
+    fuse: bool = False  # the image served through FUSE: the workload can make I/O fail
 
     @property
     def note(self) -> str:
@@ -202,6 +204,87 @@ def partial_faults(w: Workload) -> None:
     w.pwrite(F, 128 * KIB, 16 * KIB, touched=8 * KIB, expect=16 * KIB)
     w.pwrite(F, 8 * KIB, 16 * KIB, touched=4 * KIB, expect=16 * KIB)
     w.pread(F, 0, 160 * KIB, expect=160 * KIB)
+    # asynchronous and NOWAIT: a PARTIAL request does not wait for its bios (btrfs
+    # returns the short count, it cannot block to fault the pages in)
+    w.aio([("read", F, 0, 16 * KIB, ("NOWAIT",), (8 * KIB, 16 * KIB, "EAGAIN"), 8 * KIB)])
+    w.aio([("read", F, 56 * KIB, 16 * KIB, (), 16 * KIB, 8 * KIB)])
+
+
+def bio_errors(w: Workload) -> None:
+    """Reads whose bios fail: the image is served through FUSE, which answers EIO for
+    the device range of the file's first extent and ENODATA for its second (the loop
+    driver hands the errno on as the block request's status). A read of both extents
+    fails with the error of the bio that completed first (iomap_dio_set_error: first
+    error wins), synchronous or not; a 16 MiB read whose first 1 MiB fails stops
+    submitting bios once it sees the error (its buffer maps a file that must be read
+    in while pinning). Nothing is left failing afterwards."""
+    assert w.m.disk is not None
+    w.buffered_write(F, 0, 64 * KIB)
+    w.drop_caches(F)
+    w.buffered_write("spacer", 0, 1 * MIB)  # keeps the two extents of f apart
+    w.drop_caches("spacer")
+    w.buffered_write(F, 64 * KIB, 64 * KIB)
+    w.drop_caches(F)
+    first, second = _device_ranges(w, F, 0, 64 * KIB), _device_ranges(w, F, 64 * KIB, 64 * KIB)
+    for start, length in first:
+        w.m.disk.fail(start, length, errno.EIO, "read")
+    for start, length in second:
+        w.m.disk.fail(start, length, errno.ENODATA, "read")
+    w.pread(F, 0, 128 * KIB, expect=("EIO", "ENODATA"))
+    w.aio([("read", F, 0, 128 * KIB, (), ("EIO", "ENODATA"))])
+    w.aio([("read", F, 64 * KIB, 64 * KIB, (), "ENODATA")])
+    w.m.disk.clear()
+    w.pwrite("big", 0, 16 * MIB, expect=16 * MIB)
+    w.buffered_write("buf", 0, 16 * MIB)
+    for start, length in _device_ranges(w, "big", 0, 1 * MIB):
+        w.m.disk.fail(start, length, errno.EIO, "read")
+    # the buffer maps a file not in the page cache: pinning sleeps on its reads, the
+    # block plug is flushed and the first bio fails while later ones are being built
+    w.pread("big", 0, 16 * MIB, expect="EIO", buffer_from="buf")
+    w.m.disk.clear()
+
+
+def writeback_error(w: Workload) -> None:
+    """A direct read first writes back the dirty page cache over its range
+    (kiocb_write_and_wait); when that writeback fails (the FUSE disk answers EIO to
+    writes there) the read fails with the error, before any mapping, and fsync
+    reports it too. The range is then written again, directly."""
+    _failed_writeback(w)
+    w.pwrite(F, 0, 16 * KIB, expect=16 * KIB)
+    w.pread(F, 0, 16 * KIB, expect=16 * KIB)
+
+
+def _failed_writeback(w: Workload) -> None:
+    assert w.m.disk is not None
+    w.fallocate(F, 0, 64 * KIB)  # unwritten: where writeback will go is known
+    for start, length in _device_ranges(w, F, 0, 64 * KIB):
+        w.m.disk.fail(start, length, errno.EIO, "write")
+    w.buffered_write(F, 0, 16 * KIB, sync=False)
+    w.pread(F, 0, 16 * KIB, expect="EIO")
+    w.fsync(F, expect="EIO")
+    w.m.disk.clear()
+
+
+def rewrite_after_writeback_error(w: Workload) -> None:
+    """Finding (ext4): after a writeback into an unwritten extent failed, the same range
+    is written again through the page cache and fsync succeeds, yet the extent stays
+    unwritten: the data reads back as zeros (here through O_DIRECT; a buffered read
+    after the cache is dropped too). xfs converts it."""
+    _failed_writeback(w)
+    w.buffered_write(F, 0, 16 * KIB)
+    w.pread(F, 0, 16 * KIB, expect=16 * KIB)
+
+
+def _device_ranges(w: Workload, name: str, pos: int, length: int) -> list[tuple[int, int]]:
+    """Where the file's bytes [pos, pos + length) lie on the device (FIEMAP)."""
+    out = []
+    for e in w.fiemap(name):
+        lo, hi = max(pos, e["logical"]), min(pos + length, e["logical"] + e["length"])
+        if lo < hi:
+            out.append((e["physical"] + lo - e["logical"], hi - lo))
+    if sum(n for _, n in out) != length:
+        raise RuntimeError(f"{name} [{pos}, {pos + length}) is not all mapped: {out}")
+    return out
 
 
 def async_rw(w: Workload) -> None:
@@ -248,6 +331,10 @@ SCENARIOS = {
         Scenario("faulting-buffers", faulting_buffers),
         Scenario("eof-zeroing", eof_zeroing),
         Scenario("partial-faults", partial_faults),
+        Scenario("bio-errors", bio_errors, filesystems=("ext4", "xfs"), fuse=True),
+        Scenario("writeback-error", writeback_error, filesystems=("ext4", "xfs"), fuse=True),
+        Scenario("rewrite-after-writeback-error", rewrite_after_writeback_error,
+                 filesystems=("ext4", "xfs"), default=False, fuse=True),
         Scenario("swallowed-fault", swallowed_fault, filesystems=("ext4", "xfs"), default=False),
         Scenario("async-rw", async_rw),
         Scenario("async-extending", async_extending),

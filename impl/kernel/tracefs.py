@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .cleanup import Undo, check_helper, critical, releasing, undo_stack
 from .fixture import KernelUnavailable, MountedFs, unmount
-from .parse import XFS_END_IO_EVENTS
+from .parse import WORK_FILTER, XFS_END_IO_EVENTS
 
 IOMAP_EVENTS = (
     "iomap_dio_rw_begin",
@@ -139,6 +139,7 @@ class TraceSession:
     def __init__(self, inst: Path, spool: Path) -> None:
         self.inst = inst
         self.spool = spool
+        self.work_traced = False  # iomap_dio_complete_work's starts are recorded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -246,8 +247,19 @@ def trace_session(
         if m.fs == "xfs":  # which ->end_io work a direct write's completion did
             for ev in XFS_END_IO_EVENTS:
                 _enable(inst, "xfs", ev, f"dev == {kernel_dev(m.fs_dev)}")
+        # which completions ran from iomap's workqueue (``ctx``): every kernel has the
+        # event, only newer ones filter a function pointer by name (without the filter
+        # the whole machine's work items would flood the buffer: no ctx then)
+        # writeback errors, which fail a direct read's kiocb_write_and_wait
+        _enable(inst, "filemap", "filemap_set_wb_err", f"s_dev == {kernel_dev(m.fs_dev)}")
+        work_traced = True
+        try:
+            _enable(inst, "workqueue", "workqueue_execute_start", WORK_FILTER)
+        except (OSError, KernelUnavailable):
+            work_traced = False
         (inst / "trace").write_text("")
         session = TraceSession(inst, spool)
+        session.work_traced = work_traced
         with critical():
             session.start()
             undo.push("stop the trace reader", session.stop)

@@ -35,6 +35,11 @@ FALLOC_FL_PUNCH_HOLE = 0x02
 
 
 Expect = int | str | tuple[int | str, ...] | None  # a result, or the results allowed
+# (op, file, pos, length, flags, expected result), or with a read's ``touched`` after it
+AioOp = (
+    tuple[str, str, int, int, tuple[str, ...], Expect]
+    | tuple[str, str, int, int, tuple[str, ...], Expect, int]
+)
 
 
 @define
@@ -130,14 +135,28 @@ class Workload:
                     self.scratch.remove(fd)
                     os.close(fd)
 
-    def buffered_write(self, name: str, pos: int, length: int) -> None:
-        """Set up contents through the page cache, then write them back (fsync)."""
+    def buffered_write(self, name: str, pos: int, length: int, *, sync: bool = True) -> None:
+        """Set up contents through the page cache, then write them back (fsync), or
+        leave them dirty (``sync=False``)."""
         self.open(name)
         data = _fill(pos, length, self.seed)
         with self._scratch_fd(name, os.O_RDWR) as fd:
             os.pwrite(fd, data, pos)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         self._shadow_write(name, pos, data)
+
+    def fsync(self, name: str, *, expect: Expect = None) -> int | str:
+        """fsync through a new descriptor: a writeback error no one has seen yet is
+        reported to it (errseq), once."""
+        with self._scratch_fd(name, os.O_RDWR) as fd:
+            try:
+                os.fsync(fd)
+                res: int | str = 0
+            except OSError as exc:
+                res = errno_mod.errorcode[exc.errno]
+        self._log("fsync", name, 0, 0, (), res, expect)
+        return res
 
     def truncate(self, name: str, size: int) -> None:
         self.open(name)
@@ -202,13 +221,18 @@ class Workload:
 
     def pread(
         self, name: str, pos: int, length: int, *, flags: tuple[str, ...] = (),
-        expect: Expect = None, touched: int | None = None,
+        expect: Expect = None, touched: int | None = None, buffer_from: str | None = None,
     ) -> int | str:  # fmt: skip
         """``touched``: only the buffer's pages before that offset are faulted in (by
-        default all of them, or none when ``prefault`` is off)."""
+        default all of them, or none when ``prefault`` is off). ``buffer_from``: the
+        buffer is a private mapping of that file, dropped from the page cache first, so
+        pinning each page reads it from the disk (the task sleeps between bios)."""
         fd = self.open(name)
+        if buffer_from is not None:
+            self.drop_caches(buffer_from)
+            touched = 0
         self._mark("pread", name, pos, length, flags)
-        buf = _buffer(length)
+        buf = _buffer(length) if buffer_from is None else self._file_buffer(buffer_from, length)
         if touched is not None:
             _check_touched(touched, length)
         elif self.prefault:
@@ -229,20 +253,33 @@ class Workload:
         self._log("pread", name, pos, length, flags, res, expect)
         return res
 
-    def aio(self, ops: list[tuple[str, str, int, int, tuple[str, ...], Expect]]) -> None:
+    def _file_buffer(self, name: str, length: int) -> mmap.mmap:
+        with self._scratch_fd(name, os.O_RDONLY) as fd:
+            if os.fstat(fd).st_size < length:
+                raise ValueError(f"{name} is shorter than the {length}-byte buffer")
+            return mmap.mmap(fd, length, flags=mmap.MAP_PRIVATE,
+                             prot=mmap.PROT_READ | mmap.PROT_WRITE)  # fmt: skip
+
+    def aio(self, ops: list[AioOp]) -> None:
         """Submit O_DIRECT requests together (one io_submit, Linux native AIO) and wait
         for them all: asynchronous kiocbs, so iomap may answer -EIOCBQUEUED.
-        Each op: (op, file, pos, length, flags, expected result)."""
+        Each op: (op, file, pos, length, flags, expected result[, touched]); a read's
+        ``touched``: only the buffer's pages before it are faulted in."""
         from .aio import AioContext, AioError
 
         bufs, batch = [], []
-        for i, (op, name, pos, length, flags, _expect) in enumerate(ops):
+        for i, (op, name, pos, length, flags, *rest) in enumerate(ops):
             fd = self.open(name)
             buf = _buffer(length)
             if op == "write":
                 buf[:length] = _fill(pos, length, self.seed)
             else:
-                for page in range(0, length, mmap.PAGESIZE):
+                touched = rest[1] if len(rest) > 1 else None
+                if touched is None:
+                    touched = length
+                else:
+                    _check_touched(touched, length)
+                for page in range(0, touched, mmap.PAGESIZE):
                     buf[page] = 0
             bufs.append(buf)
             batch.append((op, fd, memoryview(buf)[:length], pos, _rwf(flags), i))
@@ -257,7 +294,7 @@ class Workload:
                 results.setdefault(i, "EAGAIN")
             for data, res in ctx.reap(min_nr=accepted, timeout=30) if accepted else []:
                 results[data] = res if res >= 0 else errno_mod.errorcode[-res]
-        for i, (op, name, pos, length, flags, expect) in enumerate(ops):
+        for i, (op, name, pos, length, flags, expect, *_) in enumerate(ops):
             res = results[i]
             if op == "write" and isinstance(res, int) and res > 0:
                 self._shadow_write(name, pos, _fill(pos, length, self.seed)[:res])
