@@ -115,6 +115,26 @@ def test_missing_mkfs_is_named(monkeypatch, capsys, tmp_path):
     assert "mkfs.btrfs is not installed (Debian package btrfs-progs)" in capsys.readouterr().out
 
 
+@needs("ext4")
+def test_without_fuse_the_default_run_skips_the_fuse_scenarios(monkeypatch, capsys, tmp_path):
+    """A machine without /dev/fuse still records every other built-in scenario; naming
+    a FUSE scenario there is refused with one line."""
+    from dioconf.impl.kernel import record, scenarios
+
+    missing = tmp_path / "no-fuse"
+    monkeypatch.setattr(record, "FUSE_DEV", missing)
+    monkeypatch.setattr(fixture, "FUSE_DEV", missing)
+    keep = ("aligned-rw", "bio-errors")
+    monkeypatch.setattr(scenarios, "SCENARIOS", {n: scenarios.SCENARIOS[n] for n in keep})
+    assert main(["record", "--fs", "ext4", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"ext4  bio-errors: skipped (needs FUSE: {missing} is missing)" in out
+    assert out.strip().splitlines()[-1].endswith("1 recording(s) on ext4: 1 clean, 0 not")
+    assert main(["record", "--fs", "ext4", "--scenario", "bio-errors",
+                 "--out", str(tmp_path / "out2")]) == 2  # fmt: skip
+    assert f"no FUSE: {missing} is missing." in capsys.readouterr().out
+
+
 def test_record_refuses_a_bad_out_before_setting_anything_up(tmp_path, capsys):
     """(No root needed: the path is checked before the environment is.)"""
     (tmp_path / "f").write_text("x")

@@ -19,7 +19,7 @@ from attrs import frozen
 
 from ...model.types import Geometry
 from .cleanup import check_helper, critical, run_helper, undo_stack
-from .fusedisk import FuseDisk
+from .fusedisk import FUSE_DEV, FuseDisk
 
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
 MKFS = {
@@ -165,8 +165,8 @@ def kernel_fs(
     the loop device's backing file is the image served through FUSE (``m.disk``, whose
     ``fail()`` makes chosen ranges answer an errno)."""
     check_environment(fs)
-    if fuse and not Path("/dev/fuse").exists():
-        raise KernelUnavailable("no FUSE: /dev/fuse is missing.")
+    if fuse and not FUSE_DEV.exists():
+        raise KernelUnavailable(f"no FUSE: {FUSE_DEV} is missing.")
     with undo_stack() as undo:
         tmp = undo.acquire(
             f"remove the temporary directory of {fs}",

@@ -37,6 +37,7 @@ NO_REPLY = (FORGET, INTERRUPT, BATCH_FORGET)
 # INIT flags; FOPEN_DIRECT_IO for OPEN
 BIG_WRITES, MAX_PAGES = 1 << 5, 1 << 22
 FOPEN_DIRECT_IO = 1 << 0
+FUSE_DEV = Path("/dev/fuse")
 ROOT, DISK = 1, 2  # node ids
 NAME = "disk"
 MAX_PAGES_N = 256  # 1 MiB requests
@@ -101,7 +102,7 @@ class FuseDisk:
 
     def start(self) -> None:
         """Open /dev/fuse, mount, serve from a thread. On failure nothing is left."""
-        self._fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+        self._fd = os.open(FUSE_DEV, os.O_RDWR | os.O_CLOEXEC)
         try:
             self._img = os.open(self.image, os.O_RDWR | os.O_CLOEXEC)
             opts = (f"fd={self._fd},rootmode=40000,user_id=0,group_id=0,allow_other,"

@@ -26,6 +26,7 @@ from .btrfs import chunk_map, translator
 from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
 from .convert import OBSERVED, Converter
 from .fixture import MountedFs, kernel_fs
+from .fusedisk import FUSE_DEV
 from .parse import Record, parse_records
 from .scenarios import Scenario
 from .tracefs import BUFFER_KB, trace_session
@@ -323,7 +324,9 @@ def _record_all(a: Any, filesystems: Sequence[str], command: list[str],
                 jobs.append(random_scenario(a.random, a.ops))
             else:
                 for name in a.scenario or [n for n, s in SCENARIOS.items() if s.default]:
-                    if fs in SCENARIOS[name].filesystems:
+                    if SCENARIOS[name].fuse and not a.scenario and not FUSE_DEV.exists():
+                        out(f"{fs:5} {name}: skipped (needs FUSE: {FUSE_DEV} is missing)")
+                    elif fs in SCENARIOS[name].filesystems:
                         jobs.append(SCENARIOS[name])
                     elif a.scenario:
                         out(f"{fs:5} {name}: skipped (not a scenario for {fs})")
