@@ -213,12 +213,23 @@ def _report(
         "killed_by_hand": sum(r["killed_by_hand"] for r in ok),
         "killed_by_either": sum(r["killed_by_kernel"] or r["killed_by_hand"] for r in ok),
         "kernel_kill_ratio": round(killed / len(ok), 3) if ok else None,
+        # survivors whose rule this machine cannot run at all, and the ratio without them
+        "out_of_reach": {
+            need: sorted(r["name"] for r in survivors if by_name[r["name"]].needs == need)
+            for need in sorted({by_name[r["name"]].needs for r in survivors} - {""})
+        },
+        "kernel_kill_ratio_within_reach": (
+            round(killed / reachable, 3)
+            if (reachable := len(ok) - sum(bool(by_name[r["name"]].needs) for r in survivors))
+            else None
+        ),
         "survivors": [
             {
                 "name": r["name"],
                 "rule": r["rule"],
                 "seed": r["seed"],
                 "reason": by_name[r["name"]].blind or "(no reason written: see bench/mutations.py)",
+                "needs": by_name[r["name"]].needs,
                 "killed_by_hand": r["killed_by_hand"],
             }
             for r in survivors

@@ -25,11 +25,6 @@ LCO = "model/legacy_complete.py"
 LEG = "model/legacy.py"
 
 # reasons shared by several mutations
-NO_FLUSH = (
-    "flushes are observed only for O_DSYNC writes on a device with a volatile cache (the "
-    "block layer ends flushes before block_bio_queue without one), where the loop device "
-    "has no FUA, so no bio is ever written through"
-)
 NO_CTX = (
     "Linux 6.18 completes every async write from iomap's workqueue (complete.ctx, "
     "recorded from workqueue_execute_start; profile linux-6.18, DIVERGENCES.md item 28), "
@@ -46,6 +41,8 @@ NO_LEGACY = (
     "ext2/ext3 (served by ext4's iomap code), ext4, xfs, btrfs, squashfs, erofs, fuse, "
     "overlay, and there are no kernel modules (no vfat, hfs, jfs, nilfs2, ocfs2)"
 )
+LEGACY_FS = "a filesystem that uses fs/direct-io.c"
+FUA_DEVICE = "a block device with a volatile write cache and FUA"
 NO_EARLY_RESULT = (
     "kernel traces show no result for __iomap_dio_rw's early exits (begin.observed "
     "narrows them to bio, queued)"
@@ -61,6 +58,9 @@ class Mutation:
     old: str
     new: str
     blind: str = ""
+    # what the machine lacks to run the rule at all (LEGACY_FS, FUA_DEVICE): a survivor
+    # no recording here can kill
+    needs: str = ""
 
 
 M = Mutation
@@ -84,7 +84,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("write-through-for-o-sync", "WRITE_THROUGH (try FUA) for O_DSYNC only, not O_SYNC",
       "iomap-direct-io.c __iomap_dio_rw L748-751", ENT,
       'if "SYNC" not in req.iocb:', "if True:",
-      blind=NO_FUA + "; and with the cache off no flush reaches block_bio_queue"),
+      blind=NO_FUA + "; and with the cache off no flush reaches block_bio_queue",
+      needs=FUA_DEVICE),
     M("extending-write-inline", "COMP_WORK: a write past i_size completes in process context",
       "iomap-direct-io.c __iomap_dio_rw L757-758", ENT,
       "if arith.past_size(req.pos, req.len, s.i_size) or flags & BUF_WRITETHROUGH:",
@@ -143,11 +144,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("fua-despite-completion-work", "FUA only for pure overwrites (no completion work)",
       "iomap-direct-io.c iomap_dio_bio_iter L471-479 (bug 0929d8580071)", BIO,
       "if not need_work and ", "if ",
-      blind=NO_FUA),
+      blind=NO_FUA, needs=FUA_DEVICE),
     M("fua-despite-dirty", "no FUA when the mapping is IOMAP_F_DIRTY",
       "iomap-direct-io.c iomap_dio_bio_iter L471-479", BIO,
       '"DIRTY" not in m.flags and ', "",
-      blind=NO_FUA),
+      blind=NO_FUA, needs=FUA_DEVICE),
     M("fua-ignores-device", "FUA only on a device with no volatile cache or with FUA",
       "iomap-direct-io.c iomap_dio_bio_iter L471-479", BIO,
       "(not geo.write_cache or geo.fua)", "True"),
@@ -248,9 +249,8 @@ MUTATIONS: tuple[Mutation, ...] = (
       "iomap-direct-io.c __iomap_dio_rw L836-839", CMP,
       "flags &= ~NEED_SYNC", "pass",
       blind=(
-          NO_FLUSH +
-          "; and the process-context completion NEED_SYNC forces is not recorded (no ctx)"
-      )),
+          "it matters only when every bio was written through with FUA: " + NO_FUA
+      ), needs=FUA_DEVICE),
     M("need-sync-inline", "a needed sync forces process-context completion",
       "iomap-direct-io.c __iomap_dio_rw L836-839", CMP,
       "elif flags & NEED_SYNC:\n        flags |= COMP_WORK",
@@ -295,39 +295,39 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("legacy-no-subblock-zeroing", "legacy: sub-block I/O into a new block zeroes the rest",
       "legacy-direct-io.c dio_zero_block L849-851", LSU,
       "if not s.blkfactor or not s.map_new:", "if True:",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-enotblk-returned", "legacy: -ENOTBLK leaves the rest to buffered I/O (ret 0)",
       "legacy-direct-io.c __blockdev_direct_IO L1241-1247", LSU,
       "if s.retval == E.ENOTBLK:", "if False:",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-hole-at-eof", "legacy: a hole at/after ALIGN(i_size) ends the read",
       "legacy-direct-io.c do_direct_IO L980-987", LSU,
       "if s.block_in_file >= i_size_aligned >> s.blkbits:",
       "if s.block_in_file > i_size_aligned >> s.blkbits:",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-no-short-read-cap", "legacy: short read capped at i_size - offset",
       "legacy-direct-io.c dio_complete L253-255", LCO,
       "if not c.write:\n            capped_to", "if False:\n            capped_to",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-efault-after-progress", "legacy: -EFAULT ignored when some I/O was done",
       "legacy-direct-io.c dio_complete L257-258", LCO,
       "if ret == E.EFAULT and transferred:", "if False:",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-no-dsync-flush", "legacy: generic_write_sync for O_(D)SYNC writes",
       "legacy-direct-io.c dio_complete L307-308", LCO,
       "flush = ret > 0 and c.write and c.dsync", "flush = False",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-short-aio-write-queued", "legacy: only a complete aio write is left queued",
       "legacy-direct-io.c __blockdev_direct_IO L1290-1292", LCO,
       "(not c.write or s.result == c.count)", "(not c.write)",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-extending-aio-async", "legacy: an extending aio write is waited for",
       "legacy-direct-io.c __blockdev_direct_IO L1166-1171", LEG,
       "is_async = not c.sync_kiocb and not (c.write and arith.past_size(c.pos, c.count, c.i_size))",
       "is_async = not c.sync_kiocb",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
     M("legacy-dsync-aio-not-deferred", "legacy: aio O_(D)SYNC writes defer completion",
       "legacy-direct-io.c __blockdev_direct_IO L1186-1189", LEG,
       "defer = is_async and c.write and c.dsync", "defer = False",
-      blind=NO_LEGACY),
+      blind=NO_LEGACY, needs=LEGACY_FS),
 )

@@ -69,3 +69,22 @@ def test_the_newer_observations_kill_their_mutations(name, base, tmp_path):
     assert row["killed_by_kernel"] is True
     first = row["first_kernel_divergence"]
     assert OBSERVED_BY[name] in first["trace_says"], first
+
+
+def test_what_the_machine_lacks_is_reported_apart_from_what_was_not_recorded():
+    from dioconf.bench.fidelity import _report
+    from dioconf.bench.mutations import FUA_DEVICE, LEGACY_FS
+
+    assert all(m.blind for m in MUTATIONS if m.needs)  # out of reach: still explained
+    assert {m.needs for m in MUTATIONS if m.file.startswith("model/legacy")} == {LEGACY_FS}
+    legacy, fua, plain = (next(m for m in MUTATIONS if m.needs == need)
+                          for need in (LEGACY_FS, FUA_DEVICE, ""))  # fmt: skip
+    killed = next(m for m in MUTATIONS if not m.needs and m is not plain)
+    chosen = [legacy, fua, plain, killed]
+    rows = [{"name": m.name, "rule": m.rule, "seed": m.seed, "killed_by_hand": True,
+             "killed_by_kernel": m is killed} for m in chosen]  # fmt: skip
+    report = _report(chosen, rows, {"kernel": [], "hand": []}, {}, 1, 0.0)
+    assert report["killed"] == 1 and report["total"] == 4
+    assert report["kernel_kill_ratio"] == 0.25
+    assert report["out_of_reach"] == {FUA_DEVICE: [fua.name], LEGACY_FS: [legacy.name]}
+    assert report["kernel_kill_ratio_within_reach"] == 0.5  # 1 of the 2 this machine runs
