@@ -43,10 +43,6 @@ NO_LEGACY = (
 )
 LEGACY_FS = "a filesystem that uses fs/direct-io.c"
 FUA_DEVICE = "a block device with a volatile write cache and FUA"
-NO_EARLY_RESULT = (
-    "kernel traces show no result for __iomap_dio_rw's early exits (begin.observed "
-    "narrows them to bio, queued)"
-)
 
 
 @frozen
@@ -94,14 +90,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("invalidate-eagain-falls-back", "invalidation -EAGAIN is returned unchanged",
       "iomap-direct-io.c __iomap_dio_rw L765-767", ENT,
       "if ret == E.EAGAIN:", "if False:",
-      blind="-EAGAIN and -ENOTBLK both exit before any mapping; " + NO_EARLY_RESULT),
+      blind=(
+          "the recorded invalidation -EAGAINs are NOWAIT writes; the mutant's -ENOTBLK sends "
+          "them to the buffered path, whose NOWAIT result (-EAGAIN, -EOPNOTSUPP or the bytes) "
+          "the model does not decide, so their syscall lines are not compared there"
+      )),
     M("invalidate-fail-returned", "invalidation failure -> -ENOTBLK (buffered fallback)",
       "iomap-direct-io.c __iomap_dio_rw L777-780", ENT,
       'ret, why = E.ENOTBLK, "__iomap_dio_rw: invalidation failed',
       'ret, why = ret, "__iomap_dio_rw: invalidation failed',
       blind=(
-          "the only recorded invalidation failures are NOWAIT -EAGAIN, which pass through; no"
-          " other failure was recorded (and early exits show no result)"
+          "the only recorded invalidation failures are NOWAIT -EAGAIN, which pass through: no "
+          "page cache over a write's range could not be invalidated (-EBUSY) in a recording"
       )),
     M("atomic-invalidate-fallback", "atomic write: invalidation failure -> -EAGAIN",
       "iomap-direct-io.c __iomap_dio_rw L770-776", ENT,

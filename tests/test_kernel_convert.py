@@ -581,3 +581,63 @@ def test_a_read_that_returns_early_after_a_writeback_error_gets_its_writeback_li
     wb = [e for e in out if e["ev"] == "writeback"]
     assert wb == [{"ev": "writeback", "req": 1, "ret": ret}]  # reported once
     assert out[1]["observed"] == ["bio", "queued"]
+
+
+def sys_line(pid: int, text: str) -> str:
+    global T
+    T += 0.000001
+    return f"         python3-{pid}   [001] ..... {T:.6f}: {text}"
+
+
+def test_syscall_lines_parse_with_signed_results():
+    recs = list(parse_records([
+        sys_line(10, "sys_pwrite64(fd: 3, buf: 0x7f22bfb7c7a0, count: 0x64, pos: 5)"),
+        sys_line(10, "sys_pwrite64 -> 0xfffffffffffffff2"),
+        sys_line(10, "sys_preadv2 -> 0xa"),
+    ]))  # fmt: skip
+    assert [(r.event, r.f) for r in recs] == [
+        ("sys_enter", {"call": "pwrite64"}),
+        ("sys_exit", {"call": "pwrite64", "ret": -14}),
+        ("sys_exit", {"call": "preadv2", "ret": 10}),
+    ]
+
+
+def _in_syscall(*lines: str, ret: str = "0x0", syscalls: bool = True) -> list[dict]:
+    c = Converter(0xC, LOOP, syscalls=syscalls)
+    for rec in parse_records([
+        sys_line(10, "sys_pwritev2(fd: 3, vec: 0x1, vlen: 1, pos_l: 0, pos_h: 0, flags: 0)"),
+        *lines,
+        sys_line(10, f"sys_pwritev2 -> {ret}"),
+        sys_line(11, "sys_pwrite64(fd: 4, buf: 0x1, count: 0x10, pos: 0)"),  # another file
+        sys_line(11, "sys_pwrite64 -> 0x10"),
+    ]):  # fmt: skip
+        c.add(rec)
+    return c.events()
+
+
+def test_a_system_call_gets_a_line_with_its_requests_and_result():
+    """xfs's OVERWRITE_ONLY try returned early (-EAGAIN, untraced), its retry wrote."""
+    out = _in_syscall(
+        begin(10, 0x10000, 0x200, 0x400, flags="WRITE|DIRECT", dio="DIO_OVERWRITE_ONLY"),
+        begin(10, 0x10000, 0x200, 0x400, flags="WRITE|DIRECT", dio="DIO_FORCE_WAIT"),
+        it(10, 0x200), dstmap(10, 0x900000, 0, 0x1000), bio(10, "WS", 0x900000 // 512, 8),
+        it(10, 0x600), done(10, 0x10000, 0x600, 1024),
+        ret="0x400",
+    )  # fmt: skip
+    assert out[-1] == {"ev": "syscall", "req": 2, "ret": 1024, "len": 1024, "reqs": [1, 2]}
+    assert [e["ev"] for e in out].count("syscall") == 1
+
+
+def test_a_request_that_returned_early_is_closed_when_its_system_call_returns():
+    out = _in_syscall(line(10, "tracing_mark_write", "dioconf: pread f 65536 4096 "),
+                      begin(10, 0x10000, 0x10000, 0x1000), ret="0x0")  # fmt: skip
+    assert out[1]["observed"] == ["bio", "queued"] and out[1]["op"] == "read"
+    assert out[-1] == {"ev": "syscall", "req": 1, "ret": 0, "len": 4096, "reqs": [1]}
+
+
+def test_no_syscall_lines_where_the_glue_is_not_modelled():
+    out = _in_syscall(begin(10, 0x10000, 0, 0x1000, flags="WRITE|DIRECT"),
+                      it(10, 0), dstmap(10, 0x900000, 0, 0x1000),
+                      it(10, 0x1000), done(10, 0x10000, 0x1000, 4096),
+                      ret="0x1000", syscalls=False)  # fmt: skip
+    assert "syscall" not in [e["ev"] for e in out] and out[-1]["ev"] == "complete"

@@ -298,6 +298,9 @@ class _Requests:
         ev, req, line = event.ev, event.req, event.line
         if req is None:
             return
+        if ev == "syscall":
+            self._check_syscall(event)
+            return
         r = self.by_req.get(req)
         if r is None and req in self.done:
             begin, complete = self.done[req]
@@ -348,6 +351,17 @@ class _Requests:
         elif ev == "complete":
             del self.by_req[req]  # only its two line numbers are kept: memory stays flat
             self.done[req] = (r.begin, line)
+
+    def _check_syscall(self, event: Event) -> None:
+        reqs = event.fields["reqs"]
+        if reqs[-1] != event.req:
+            raise Problem(f'"syscall": the last of "reqs" {reqs} must be its req {event.req}')
+        for req in reqs:
+            if req not in self.by_req and req not in self.done:
+                raise Problem(f'"syscall" lists req {req} before its "begin"')
+        ops = {self.by_req[q].op if q in self.by_req else None for q in reqs} - {None}
+        if len(ops) > 1:
+            raise Problem(f'"syscall" lists both reads and writes: {reqs}')
 
     @staticmethod
     def _check_pre_io(ev: str, req: int, r: _Request, op: str) -> None:

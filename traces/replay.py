@@ -11,6 +11,7 @@ list, which narrows it) are not compared.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ import attrs
 
 from ..model.engine import Engine, get_engine
 from ..model.profiles import get_profile
+from ..model.syscall_glue import syscall_result
 from ..model.types import (
     Action,
     Bio,
@@ -67,6 +69,7 @@ from .report import (  # noqa: F401 - re-exported: the replay's results
 BULK_ENGINES = frozenset({"iomap"})
 # engines whose requests read a shared inode size (InodeSize)
 SHARED_INODE_ENGINES = frozenset({"iomap"})
+OUTCOMES_KEPT = 1 << 16  # requests whose results a later "syscall" line may need
 
 
 class _Request:
@@ -97,6 +100,9 @@ class Replayer:
         self.shared_inode = self.engine.name in SHARED_INODE_ENGINES
         self.requests: dict[int, _Request] = {}  # requests still in flight
         self.seen = 0  # requests begun
+        # req -> [op, NOWAIT, the model's ret once complete] of recent requests, for
+        # the "syscall" lines that follow them (bounded: memory stays flat)
+        self.outcomes: OrderedDict[int, list[Any]] = OrderedDict()
 
     # -- driving ---------------------------------------------------------------------
 
@@ -138,6 +144,12 @@ class Replayer:
             observed = frozenset(e.fields.get("observed", self.observed))
             self.requests[e.req] = _Request(e.req, state, observed, e.fields["op"] == "write")
             self.seen += 1
+            self.outcomes[e.req] = [e.fields["op"], "NOWAIT" in e.fields["iocb"], None]
+            if len(self.outcomes) > OUTCOMES_KEPT:
+                self.outcomes.popitem(last=False)
+            return
+        if ev == "syscall":
+            self._syscall(e)
             return
         r = self.requests.get(e.req)
         if r is None:  # the model finished it (its complete is not among the observed)
@@ -164,6 +176,8 @@ class Replayer:
                 r.nbios += o.count
             elif isinstance(o, Complete):
                 self._completed_size(r, o.i_size)
+                if r.req in self.outcomes:
+                    self.outcomes[r.req][2] = o.ret
                 r.finished = True
                 # nothing of a finished request is kept: memory stays flat
                 del self.requests[r.req]
@@ -349,7 +363,29 @@ class Replayer:
             return n
         return p.len
 
-    def _finish_at_eof(self, r: _Request, line: int) -> None:
+    def _syscall(self, e: Event) -> None:
+        """The system call that made requests ``reqs`` returned ``ret``: they are over
+        (one that returned early is finished here), and the filesystem's glue turns
+        their results into the call's (model/syscall_glue.py)."""
+        says = describe_event(e)
+        reqs = e.fields["reqs"]
+        try:
+            for req in reqs:
+                r = self.requests.get(req)
+                if r is not None:
+                    self._finish_at_eof(r, e.line, "(the system call returned)")
+            if any(q not in self.outcomes for q in reqs):
+                raise ModelUsageError(f"requests {reqs} began too long before this line")
+            op, nowait, _ = self.outcomes[reqs[-1]]
+            results = [self.outcomes[q][2] for q in reqs]
+            pred = syscall_result(self.trace.header.fs or "", op, e.fields["len"], nowait,
+                                  results)  # fmt: skip
+        except (ModelUsageError, ValueError) as exc:
+            raise _Diverged(e.line, e.req, says, str(exc), "model contract") from exc
+        if pred.ret is not None and pred.ret != e.fields["ret"]:
+            raise _Diverged(e.line, e.req, says, f"syscall ret={pred.ret}", pred.rule, "ret")
+
+    def _finish_at_eof(self, r: _Request, line: int, says: str = "(end of trace)") -> None:
         while not r.finished:
             action = self._step(r)
             if self._default_input(r, action):
@@ -361,9 +397,7 @@ class Replayer:
             elif isinstance(action, Emit) and output_kind(action.output) not in r.observed:
                 continue
             else:
-                raise _Diverged(
-                    line, r.req, "(end of trace)", describe_action(action), _rule_of(action)
-                )
+                raise _Diverged(line, r.req, says, describe_action(action), _rule_of(action))
 
 
 def replay_trace(trace: Trace) -> FileResult:

@@ -32,6 +32,8 @@ ENGINES = ("iomap", "legacy")
 SOURCES = ("kernel", "impl", "hand")
 OUTPUT_KINDS = frozenset({"bio", "flush", "queued", "complete"})
 INPUT_KINDS = frozenset({"file", "begin", "invalidate", "writeback", "map", "fault", "bio_end"})
+# dioconf extension: a system call's result, checked against the filesystem's glue
+CHECK_KINDS = frozenset({"syscall"})
 # canonical order of the output kinds in a header's "observed" list
 OUTPUT_ORDER = ("bio", "flush", "queued", "complete")
 COMPLETION_CONTEXTS = ("submitter", "inline", "workqueue")
@@ -121,6 +123,15 @@ def kind_list(name: str, value: Any, _engine: str) -> None:
             )
         if kind in value[:i]:
             raise Problem(f'field "{name}": duplicate output kind "{kind}"')
+
+
+def request_list(name: str, value: Any, _engine: str) -> None:
+    if not isinstance(value, list) or not value or not all(is_int(r) and r >= 0 for r in value):
+        raise Problem(
+            f'field "{name}" must be a non-empty list of request numbers, got {show(value)}'
+        )
+    if len(set(value)) != len(value):
+        raise Problem(f'field "{name}": a request listed twice in {show(value)}')
 
 
 def one_of(*choices: str) -> Check:
@@ -223,8 +234,15 @@ EVENT_FIELDS: dict[str, dict[str, FieldSpec]] = {
         "ctx": FieldSpec(one_of(*COMPLETION_CONTEXTS)),
         "end_io": FieldSpec(flag_list(_same(END_IO_FLAGS))),
     },
+    # the read/write system call that made requests ``reqs`` (its last one is "req")
+    # asked for ``len`` bytes and returned ``ret``
+    "syscall": {
+        "ret": FieldSpec(integer, required=True),
+        "len": FieldSpec(non_negative(), required=True),
+        "reqs": FieldSpec(request_list, required=True),
+    },
 }
-assert set(EVENT_FIELDS) == INPUT_KINDS | OUTPUT_KINDS
+assert set(EVENT_FIELDS) == INPUT_KINDS | OUTPUT_KINDS | CHECK_KINDS
 
 
 def check_event_fields(ev: str, fields: dict[str, Any], engine: str, geometry: Geometry) -> None:

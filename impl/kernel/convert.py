@@ -28,6 +28,11 @@ two inferences that only read the iomap_iter events:
   writes on a device with a volatile cache are said to observe flushes (their
   ``begin`` has no ``observed`` list); every other request's ``begin.observed`` leaves
   ``flush`` out, since its window may hold another's flush;
+- ``syscall`` (ext4, xfs): the read/write system call (syscalls tracepoints) whose
+  requests these were, and what it returned; a request still open when it returns
+  returned early;
+- ``complete.ctx``: ``workqueue`` when iomap_dio_complete_work started the completion,
+  ``submitter`` when the submitting task completes, ``inline`` in another task;
 - ``complete.end_io`` (xfs): the work xfs_dio_write_end_io did in the completing task
   before iomap_dio_complete: ``xfs_reflink_end_cow`` is IOMAP_DIO_COW,
   ``xfs_unwritten_convert`` IOMAP_DIO_UNWRITTEN. Recorded after a successful write of
@@ -123,6 +128,7 @@ class Converter:
         sink: Sink | None = None,
         write_cache: bool = True,
         ctx: bool = False,
+        syscalls: bool = False,
     ) -> None:  # fmt: skip
         self.ino = ino
         self.page_size = page_size
@@ -146,6 +152,10 @@ class Converter:
         # iomap_dio_complete_work's starts are recorded: each completion's context is
         # known (``complete.ctx``); pids running that work item now
         self.ctx = ctx
+        # the read/write system calls are recorded and their glue is modelled (ext4,
+        # xfs): each one that made requests gets a ``syscall`` line; pid -> its requests
+        self.syscalls = syscalls
+        self.calls: dict[int, list[_Req]] = {}
         self.in_work: set[int] = set()
         # the last writeback error of the file (filemap_set_wb_err), not yet reported
         # to a direct read (filemap_check_errors clears it as it reports it)
@@ -176,6 +186,12 @@ class Converter:
             return
         if rec.event == "tracing_mark_write":
             self.marks[rec.pid] = rec.f
+            return
+        if rec.event == "sys_enter":
+            self.calls[rec.pid] = []
+            return
+        if rec.event == "sys_exit":
+            self._sys_exit(rec)
             return
         if rec.event == "workqueue_execute_start":
             self.in_work.add(rec.pid)
@@ -246,6 +262,8 @@ class Converter:
             "dio": [DIO_FLAGS[d] for d in sorted(f["dio_flags"]) if d in DIO_FLAGS],
             "sync": not f["aio"],
         }
+        if rec.pid in self.calls:
+            self.calls[rec.pid].append(r)
         r.flushes = self.flushes
         # a flush is told apart only for O_DSYNC writes (see _dio_complete)
         r.begin["observed"] = NO_FLUSH
@@ -334,6 +352,24 @@ class Converter:
             r.begin["op"] = "write"
             r.invalidated = True
             self._emit(r, {"ev": "invalidate", "req": r.req, "ret": EBUSY})
+
+    def _sys_exit(self, rec: Record) -> None:
+        """The system call returned: a request of it still open returned early; the
+        call's result goes after its last request's lines."""
+        reqs = self.calls.pop(rec.pid, None)
+        if not reqs:
+            return
+        r = self.open.get(rec.pid)
+        if r is not None and r is reqs[-1]:
+            del self.open[rec.pid]
+            self._close_early(r)
+        if not self.syscalls or any(q.req in self.unchecked or not q.final for q in reqs):
+            return  # (an async request still in flight is no system call's result)
+        last = reqs[-1]
+        length = reqs[0].len + reqs[0].begin["done_before"]
+        self._emit(last, {"ev": "syscall", "req": last.req, "ret": rec.f["ret"],
+                          "len": length, "reqs": [q.req for q in reqs]})  # fmt: skip
+        self._drain()
 
     def _xfs_end_io(self, rec: Record) -> None:
         """xfs_dio_write_end_io traces its call, then each conversion its flags ask for

@@ -25,6 +25,14 @@ LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
 )
+# the syscalls events print themselves: "sys_pwrite64(fd: 3, buf: 0x.., count: 0x64,
+# pos: 5)" on entry, "sys_pwrite64 -> 0x64" on exit (ret as an unsigned long)
+SYSCALL_LINE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<call>sys_\w+)"
+    r"(?:\((?P<args>.*)\)| -> 0x(?P<ret>[0-9a-f]+))$"
+)
+SYSCALLS = ("pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2")
 # what trace_pipe prints before a CPU's next event when its ring buffer lost some
 # (print_trace_line: "CPU:%d [LOST %lu EVENTS]", or without a count when unknown)
 LOST = re.compile(r"^CPU:(?P<cpu>\d+) \[LOST (?:(?P<count>\d+) )?EVENTS\]$")
@@ -154,6 +162,9 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         m = LINE.match(line)
+        if not m and (sc := SYSCALL_LINE.match(line)) is not None:
+            yield _syscall_record(n, sc)
+            continue
         if not m:
             gap = LOST.match(line.strip())
             if gap is None:
@@ -182,6 +193,17 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
     for cpu, (where, count) in sorted(lost.items()):  # lost at the very end
         yield Record(where, float("inf"), -1, "", "lost",
                      {"cpu": cpu, "count": count, "since": last.get(cpu, 0.0)})  # fmt: skip
+
+
+def _syscall_record(n: int, m: re.Match[str]) -> Record:
+    """sys_enter (with ``call``) or sys_exit (with ``call`` and ``ret``, signed)."""
+    call = m["call"].removeprefix("sys_")
+    if m["ret"] is None:
+        return Record(n, float(m["ts"]), int(m["pid"]), m["comm"], "sys_enter", {"call": call})
+    ret = int(m["ret"], 16)
+    ret = ret - (1 << 64) if ret >= 1 << 63 else ret
+    return Record(n, float(m["ts"]), int(m["pid"]), m["comm"], "sys_exit",
+                  {"call": call, "ret": ret})  # fmt: skip
 
 
 def rwbs(text: str) -> dict[str, bool | str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from attrs import define, field
 
+from ...model.syscall_glue import GLUE_FILESYSTEMS
 from ...traces.format import dump_line, header_dict, scan_trace
 from .btrfs import chunk_map, translator
 from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
@@ -101,7 +102,8 @@ def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: P
     convs = {
         ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size,
                        sink=_SpoolSink(work / f"events-{ino}.jsonl"),
-                       write_cache=m.geometry.write_cache, ctx=ctx)
+                       write_cache=m.geometry.write_cache, ctx=ctx,
+                       syscalls=m.fs in GLUE_FILESYSTEMS)
         for ino in inos
     }  # fmt: skip
     failed: dict[int, str] = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .cleanup import Undo, check_helper, critical, releasing, undo_stack
 from .fixture import KernelUnavailable, MountedFs, unmount
-from .parse import WORK_FILTER, XFS_END_IO_EVENTS
+from .parse import SYSCALLS, WORK_FILTER, XFS_END_IO_EVENTS
 
 IOMAP_EVENTS = (
     "iomap_dio_rw_begin",
@@ -213,7 +213,8 @@ def _enable(inst: Path, system: str, event: str, filt: str) -> None:
     d = inst / "events" / system / event
     if not d.is_dir():
         raise KernelUnavailable(f"the kernel has no {system}:{event} tracepoint.")
-    (d / "filter").write_text(filt)
+    if filt:
+        (d / "filter").write_text(filt)
     (d / "enable").write_text("1")
 
 
@@ -250,6 +251,10 @@ def trace_session(
         # which completions ran from iomap's workqueue (``ctx``): every kernel has the
         # event, only newer ones filter a function pointer by name (without the filter
         # the whole machine's work items would flood the buffer: no ctx then)
+        # the read and write system calls around the requests (their results)
+        for call in SYSCALLS:
+            for side in ("enter", "exit"):
+                _enable(inst, "syscalls", f"sys_{side}_{call}", "")
         # writeback errors, which fail a direct read's kiocb_write_and_wait
         _enable(inst, "filemap", "filemap_set_wb_err", f"s_dev == {kernel_dev(m.fs_dev)}")
         work_traced = True
