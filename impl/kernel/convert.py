@@ -44,81 +44,26 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
-from attrs import define, field
-
-from .parse import XFS_END_IO_EVENTS, Record, rwbs
-
-EIO = -5
-EAGAIN = -11
-EFAULT = -14
-EINTR = -4
-PIN_ERRORS = (EFAULT, EINTR)  # what bio_iov_iter_get_pages fails with, as a fault
-ENOTBLK = -15
-OBSERVED = ["bio", "flush", "queued", "complete"]  # a trace's header
-NO_FLUSH = ["bio", "queued", "complete"]  # a request whose flushes are not told apart
-EBUSY = -16
-ENOSPC = -28
-IOCB_FLAGS = ("DSYNC", "SYNC", "NOWAIT", "ATOMIC", "HIPRI")
-DIO_FLAGS = {"DIO_FORCE_WAIT": "FORCE_WAIT", "DIO_OVERWRITE_ONLY": "OVERWRITE_ONLY",
-             "DIO_PARTIAL": "PARTIAL"}  # fmt: skip
-MAP_FLAGS = ("NEW", "SHARED", "DIRTY", "ATOMIC_BIO")  # the others do not drive the engine
+from .convert_around import AroundEngine
+from .convert_req import (
+    DIO_FLAGS,
+    EAGAIN,
+    EBUSY,
+    EFAULT,
+    ENOTBLK,
+    MAP_FLAGS,
+    PIN_ERRORS,
+    Req,
+    Sink,
+    iocb_list,
+    moved_to,
+)
+from .parse import Record, rwbs
 
 
-class Sink(Protocol):
-    """Where final lines go: a list, or a spool file (record.py) for long recordings."""
-
-    def append(self, item: tuple[int, dict[str, Any]], /) -> None: ...
-    def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]: ...
-
-
-@define
-class _Req:
-    req: int
-    pid: int
-    pos: int
-    len: int
-    begin: dict[str, Any]
-    iters: list[tuple[int, int]] = field(factory=list)  # (pos, status) of iomap_iter
-    asked: bool = False  # the last iomap_iter called ->iomap_begin, no dstmap yet
-    map_errors: list[dict[str, Any]] = field(factory=list)
-    invalidated: bool = False  # an invalidate_fail was traced
-    # bios are the dio's only between a mapping and the next iomap_iter call; others
-    # from the same task are the filesystem's (e.g. a buffered fallback's writeback)
-    mapped: bool = False
-    extent: tuple[int, int] = (0, 0)  # device bytes of the current mapping
-    faulted: bool = False
-    queued: bool = False
-    done: bool = False
-    closed: bool = False  # returned early: nothing more can be traced for it
-    end_ts: float = 0.0  # when it completed
-    nbios: int = 0  # bio events so far
-    held: list[dict[str, Any]] = field(factory=list)  # failed bio_end lines (see _emit)
-    ended: int = 0  # bio_end events so far
-    flushes: int = 0  # cache flushes on the device before its last bio ended
-    alike: bool = False  # its completion may have been another's alike (same range, result)
-
-    @property
-    def final(self) -> bool:
-        """Its lines can no longer change."""
-        return self.done or self.closed
-
-
-def _moved_to(r: _Req, ret: int, ki_pos: int) -> bool:
-    """iomap_dio_complete (L143-153): a positive result moved ki_pos by the bytes done
-    and then had done_before added, so ki_pos == pos + ret - done_before."""
-    return ret > 0 and r.pos + ret - r.begin["done_before"] == ki_pos
-
-
-def _iocb(flags: frozenset[str]) -> list[str]:
-    out = [f for f in IOCB_FLAGS if f in flags]
-    if "SYNC" in out and "DSYNC" not in out:
-        out.insert(0, "DSYNC")
-    return out
-
-
-class Converter:
+class Converter(AroundEngine):
     """Feed records in time order with ``add``; ``events()`` gives the v1 events."""
 
     def __init__(
@@ -135,35 +80,17 @@ class Converter:
         self.loop_dev = loop_dev
         self.translate = translate  # filesystem address -> device address (btrfs)
         self.nreqs = 0
-        self.open: dict[int, _Req] = {}  # pid -> request being submitted
-        self.queued: list[_Req] = []  # async requests waiting for completion
+        self.open: dict[int, Req] = {}  # pid -> request being submitted
+        self.queued: list[Req] = []  # async requests waiting for completion
         self.unmatched: list[Record] = []  # completions of requests not recorded
         # lines not final yet (from index _head on); final ones move to ``drained``
-        self.out: list[tuple[_Req, dict[str, Any]]] = []
+        self.out: list[tuple[Req, dict[str, Any]]] = []
         self._head = 0
         self.drained: Sink = sink if sink is not None else []
         self.marks: dict[int, dict[str, Any]] = {}  # pid -> last trace_marker
         self._size: dict[int, int] = {}  # req -> i_size at entry
         self.dio_iter: dict[int, bool] = {}  # pid -> its last iomap_iter was a dio's
-        self.flushes = 0  # cache flushes (PREFLUSH bios) queued on the device so far
-        # without a volatile cache the block layer ends flushes before block_bio_queue
-        # (submit_bio_noacct): none can be seen
-        self.write_cache = write_cache
-        # iomap_dio_complete_work's starts are recorded: each completion's context is
-        # known (``complete.ctx``); pids running that work item now
-        self.ctx = ctx
-        # the read/write system calls are recorded and their glue is modelled (ext4,
-        # xfs): each one that made requests gets a ``syscall`` line; pid -> its requests
-        self.syscalls = syscalls
-        self.calls: dict[int, list[_Req]] = {}
-        self.in_work: set[int] = set()
-        # the last writeback error of the file (filemap_set_wb_err), not yet reported
-        # to a direct read (filemap_check_errors clears it as it reports it)
-        self.wb_error = 0
-        self.last_failure = 0  # the errno of the device's last failed block request
-        self._work = False  # the completion being handled runs from the workqueue
-        # pid -> (pos, bytes, work done) of the xfs ->end_io running in that task
-        self.end_io: dict[int, tuple[int, int, set[str]]] = {}
+        self._init_around(write_cache, ctx, syscalls)
         self.inflight: list[list[Any]] = []  # bios not ended yet (see _bio)
         # requests whose events the ring buffer may have lost: left out of the trace
         self.unchecked: set[int] = set()
@@ -187,27 +114,9 @@ class Converter:
         if rec.event == "tracing_mark_write":
             self.marks[rec.pid] = rec.f
             return
-        if rec.event == "sys_enter":
-            self.calls[rec.pid] = []
+        if self._around(rec):
             return
-        if rec.event == "sys_exit":
-            self._sys_exit(rec)
-            return
-        if rec.event == "workqueue_execute_start":
-            self.in_work.add(rec.pid)
-            return
-        if rec.event == "iomap_dio_complete":  # of any file: the work item ends with it
-            self._work = rec.pid in self.in_work
-            self.in_work.discard(rec.pid)
         if rec.f.get("ino") != self.ino:
-            return
-        if rec.event in XFS_END_IO_EVENTS:
-            self._xfs_end_io(rec)
-            return
-        if rec.event == "filemap_set_wb_err":
-            # mapping_set_error records -ENOSPC as AS_ENOSPC, any other error as AS_EIO,
-            # and filemap_check_errors reports that: the failed block request says which
-            self.wb_error = ENOSPC if self.last_failure == ENOSPC else EIO
             return
         handler = getattr(self, "_" + rec.event.removeprefix("iomap_"))
         handler(rec)
@@ -224,7 +133,7 @@ class Converter:
             i -= 1
             self.unchecked.add(self._completed_req[i])
 
-    def _emit(self, r: _Req, ev: dict[str, Any]) -> None:
+    def _emit(self, r: Req, ev: dict[str, Any]) -> None:
         kind = ev["ev"]
         if kind == "bio_end" and (ev["status"] or r.held) and self.open.get(r.pid) is r:
             # iomap_dio_bio_iter checks dio->error before it builds each bio (L531-532),
@@ -240,7 +149,7 @@ class Converter:
             self._release_held(r)
         self.out.append((r, ev))
 
-    def _release_held(self, r: _Req) -> None:
+    def _release_held(self, r: Req) -> None:
         self.out.extend((r, h) for h in r.held)
         r.held.clear()
 
@@ -250,7 +159,7 @@ class Converter:
             self._close_early(prev)
         f = rec.f
         self.nreqs += 1
-        r = _Req(self.nreqs, rec.pid, f["offset"], f["length"], {})
+        r = Req(self.nreqs, rec.pid, f["offset"], f["length"], {})
         r.begin = {
             "ev": "begin",
             "req": r.req,
@@ -258,15 +167,11 @@ class Converter:
             "pos": f["offset"],
             "len": f["length"],
             "done_before": f["done_before"],
-            "iocb": _iocb(f["flags"]),
+            "iocb": iocb_list(f["flags"]),
             "dio": [DIO_FLAGS[d] for d in sorted(f["dio_flags"]) if d in DIO_FLAGS],
             "sync": not f["aio"],
         }
-        if rec.pid in self.calls:
-            self.calls[rec.pid].append(r)
-        r.flushes = self.flushes
-        # a flush is told apart only for O_DSYNC writes (see _dio_complete)
-        r.begin["observed"] = NO_FLUSH
+        self._began(r)
         self.open[rec.pid] = r
         self._size[r.req] = f["size"]
         self._emit(r, {"ev": "file", "i_size": f["size"]})  # the size it began with
@@ -315,7 +220,7 @@ class Converter:
         r.iters.append((pos, status))
         r.asked = not final
 
-    def _iomap_begin_failed(self, r: _Req) -> None:
+    def _iomap_begin_failed(self, r: Req) -> None:
         if r.asked:  # ->iomap_begin was called and produced no mapping
             ev = {"ev": "map", "req": r.req, "error": ENOTBLK}
             r.map_errors.append(ev)
@@ -353,41 +258,12 @@ class Converter:
             r.invalidated = True
             self._emit(r, {"ev": "invalidate", "req": r.req, "ret": EBUSY})
 
-    def _sys_exit(self, rec: Record) -> None:
-        """The system call returned: a request of it still open returned early; the
-        call's result goes after its last request's lines."""
-        reqs = self.calls.pop(rec.pid, None)
-        if not reqs:
-            return
-        r = self.open.get(rec.pid)
-        if r is not None and r is reqs[-1]:
-            del self.open[rec.pid]
-            self._close_early(r)
-        if not self.syscalls or any(q.req in self.unchecked or not q.final for q in reqs):
-            return  # (an async request still in flight is no system call's result)
-        last = reqs[-1]
-        length = reqs[0].len + reqs[0].begin["done_before"]
-        self._emit(last, {"ev": "syscall", "req": last.req, "ret": rec.f["ret"],
-                          "len": length, "reqs": [q.req for q in reqs]})  # fmt: skip
-        self._drain()
-
-    def _xfs_end_io(self, rec: Record) -> None:
-        """xfs_dio_write_end_io traces its call, then each conversion its flags ask for
-        (IOMAP_DIO_COW: xfs_reflink_end_cow; IOMAP_DIO_UNWRITTEN: xfs_iomap_write_unwritten),
-        all in the task that then traces iomap_dio_complete."""
-        f = rec.f
-        if rec.event == "xfs_end_io_direct_write":
-            self.end_io[rec.pid] = (f["pos"], f["count"], set())
-        elif rec.pid in self.end_io:
-            self.end_io[rec.pid][2].add("COW" if "cow" in rec.event else "UNWRITTEN")
-
     def _bio(self, rec: Record) -> None:
         f = rec.f
         if f["dev"] != self.loop_dev:
             return
         b = rwbs(f["rwbs"])
-        if b["preflush"]:  # REQ_PREFLUSH, or an empty flush (blkdev_issue_flush)
-            self.flushes += 1
+        self._count_flush(b)
         r = self.open.get(rec.pid)
         if r is None or not r.mapped or not f["sectors"]:
             return
@@ -418,8 +294,7 @@ class Converter:
         f = rec.f
         if f["dev"] != self.loop_dev or not f["sectors"]:
             return
-        if f["error"]:
-            self.last_failure = f["error"]
+        self._note_failure(f["error"])
         lo, hi = f["sector"], f["sector"] + f["sectors"]
         left = []
         for b in self.inflight:
@@ -432,7 +307,7 @@ class Converter:
                 continue
             r = b[4]
             r.ended += 1
-            r.flushes = self.flushes  # only a flush queued after its data ended covers it
+            self._data_ended(r)
             self._emit(r, {"ev": "bio_end", "req": r.req, "index": b[5], "status": b[3]})
         self.inflight = left
 
@@ -455,7 +330,7 @@ class Converter:
     def _dio_complete(self, rec: Record) -> None:
         f = rec.f
         r = self.open.get(rec.pid)
-        ctx = None  # not known
+        ctx: str | None = None  # not known
         if r is not None and r.pos <= f["offset"] <= r.pos + r.len:
             del self.open[rec.pid]  # completed by its submitter (sync, or not queued)
             ctx = "submitter"
@@ -463,19 +338,13 @@ class Converter:
             # an async completion runs in any context (an interrupted task's pid, a
             # kworker): the queued request whose new ki_pos it shows, or else (an error,
             # a failed sync) the oldest whose range holds it
-            cands = [q for q in self.queued if _moved_to(q, f["ret"], f["offset"])]
+            cands = [q for q in self.queued if moved_to(q, f["ret"], f["offset"])]
             cands = cands or [q for q in self.queued if q.pos <= f["offset"] <= q.pos + q.len]
             if not cands:
                 self.unmatched.append(rec)
                 return
             r = cands[0]
-            if self._work:
-                ctx = "workqueue"  # iomap_dio_complete_work (iomap_dio_done L221-231)
-            elif rec.pid != r.pid:
-                # in the last bio's completion (iomap_dio_done L233-234): an interrupt,
-                # or the block driver's own worker (loop's); in the submitter's task it
-                # might be the submitter's own (IOMAP_DIO_CALLER_COMP): not known
-                ctx = "inline"
+            ctx = self._queued_ctx(rec, r)
             if len(cands) > 1:  # which of them completed is not known: nor is the other
                 for q in cands:
                     q.alike = True
@@ -490,28 +359,9 @@ class Converter:
         self._completed_ts.append(rec.ts)
         self._completed_req.append(r.req)
         self._size.pop(r.req, None)
-        if self.write_cache and r.begin["op"] == "write" and "DSYNC" in r.begin["iocb"]:
-            # generic_write_sync runs before this tracepoint (iomap_dio_complete
-            # L147-151): a cache flush queued on the device after the request's data
-            # ended is what makes it durable, whoever issued it. None there, and the
-            # write completed with its data in the volatile cache. Other requests'
-            # windows may hold someone else's flush: not told apart for them.
-            r.begin.pop("observed")
-            if self.flushes > r.flushes:
-                self._emit(r, {"ev": "flush", "req": r.req})
-        complete = {"ev": "complete", "req": r.req, "ret": f["ret"], "pos_after": f["offset"],
-                    "i_size": f["size"]}  # fmt: skip
-        if self.ctx and ctx is not None:
-            complete["ctx"] = ctx
-        end = self.end_io.pop(rec.pid, None)
-        if end is not None and end[0] == r.pos and end[1] > 0 and not f["error"] and not r.alike:
-            # xfs_dio_write_end_io acts on the dio's flags only after a successful write;
-            # of two requests alike in flight (same range, same result) the first is
-            # taken, which is right for everything but the mapping each one got
-            complete["end_io"] = sorted(end[2])
-        self._emit(r, complete)
+        self._complete(r, rec, ctx)
 
-    def _close_early(self, r: _Req) -> None:
+    def _close_early(self, r: Req) -> None:
         """__iomap_dio_rw returned before iterating: no result is traced."""
         self._iomap_begin_failed(r)
         if r.done or r.queued or r.closed:
@@ -525,12 +375,7 @@ class Converter:
             # a write's untraced early exits need NOWAIT or OVERWRITE_ONLY (invalidation
             # failures are traced): an untraced exit at/after EOF is a read at EOF
             b["op"] = "read"
-        blocking_read = b["op"] == "read" and "NOWAIT" not in b["iocb"]
-        if blocking_read and not r.iters and b["pos"] < size and self.wb_error:
-            # kiocb_write_and_wait failed (L716-721): the only early exit of a read
-            # inside i_size that may block; it reports the writeback error
-            self._insert_after_begin(r, {"ev": "writeback", "req": r.req, "ret": self.wb_error})
-            self.wb_error = 0
+        if self._writeback_failed(r, size):
             return
         if r.iters or r.invalidated or "NOWAIT" not in b["iocb"] or b["op"] == "?":
             return
@@ -540,7 +385,7 @@ class Converter:
         if b["op"] == "write" and not overwrite_only:
             self._insert_after_begin(r, {"ev": "invalidate", "req": r.req, "ret": EAGAIN})
 
-    def _insert_after_begin(self, r: _Req, ev: dict[str, Any]) -> None:
+    def _insert_after_begin(self, r: Req, ev: dict[str, Any]) -> None:
         # from the end: the request began recently (and is not final: not drained)
         i = next(i for i in range(len(self.out) - 1, -1, -1) if self.out[i][1] is r.begin)
         self.out.insert(i + 1, (r, ev))

@@ -25,7 +25,8 @@ from ...model.syscall_glue import GLUE_FILESYSTEMS
 from ...traces.format import dump_line, header_dict, scan_trace
 from .btrfs import chunk_map, translator
 from .cleanup import CleanupFailed, critical, signals_raise, undo_stack
-from .convert import OBSERVED, Converter
+from .convert import Converter
+from .convert_req import OBSERVED
 from .fixture import MountedFs, kernel_fs
 from .fusedisk import FUSE_DEV
 from .parse import Record, parse_records
