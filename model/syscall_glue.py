@@ -1,11 +1,11 @@
 """What a read or write system call returns, from the results of the iomap_dio_rw calls
-it made: the filesystem glue around the engine, as Linux 6.18's ext4 and xfs have it.
+it made: the filesystem glue around the engine, as Linux 6.18's ext4 and xfs have it,
+and btrfs's from the seed (btrfs-direct-io.c).
 
-The seeds hold only the engine (and btrfs's glue, which traces show as requests with
-``done_before``); these rules come from the host's ext4 and xfs (named per rule) and
-are checked against every recorded system call (``syscall`` lines, README). Where the
-answer depends on something outside the model (a buffered write's own result, which
-may fail), ``syscall_result`` says so by returning None.
+ext4's and xfs's rules come from the host (named per rule); all are checked against
+every recorded system call (``syscall`` lines, README). A buffered fallback is assumed
+to do all it was given (up to EOF for a read): where the answer depends on something
+else the model does not decide, ``syscall_result`` says so by returning None.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
-from .errno import ENOTBLK
+from .errno import EAGAIN, EFAULT, ENOTBLK
 
-GLUE_FILESYSTEMS = ("ext4", "xfs")
+GLUE_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 
 
 @frozen
@@ -26,15 +26,20 @@ class SyscallResult:
 
 
 def syscall_result(
-    fs: str, op: str, length: int, nowait: bool, results: Sequence[int]
-) -> SyscallResult:
+    fs: str, op: str, length: int, nowait: bool, results: Sequence[int],
+    pos: int = 0, i_size: int = 0,
+) -> SyscallResult:  # fmt: skip
     """``results``: what each iomap_dio_rw call of the system call returned, in order
-    (an xfs retry after -EAGAIN is a second call); ``length``: the bytes asked for."""
+    (an xfs retry after -EAGAIN is a second call; btrfs's retries carry done_before, so
+    the last is cumulative); ``length``: the bytes asked for from ``pos``; ``i_size``:
+    the file's size when the call returns (a btrfs read's buffered rest stops there)."""
     if fs not in GLUE_FILESYSTEMS:
         raise ValueError(f"no system call glue for {fs!r} (known: {', '.join(GLUE_FILESYSTEMS)})")
     if not results:
         raise ValueError("a system call without a direct I/O request has no glue here")
     last = results[-1]
+    if fs == "btrfs":
+        return _btrfs(op, length, nowait, results, pos, i_size)
     fallback = op == "write" and (last == ENOTBLK or (fs == "ext4" and 0 <= last < length))
     if fallback and nowait:
         return SyscallResult(None, f"{fs}: a NOWAIT buffered fallback may answer -EAGAIN")
@@ -48,3 +53,28 @@ def syscall_result(
         return SyscallResult(length, "ext4_dio_write_iter: a buffered write finishes it")
     # xfs_file_dio_read/write, ext4_dio_read_iter/write_iter: iomap_dio_rw's result
     return SyscallResult(last, f"{fs}: iomap_dio_rw's result, returned as it is")
+
+
+def _btrfs(op: str, length: int, nowait: bool, results: Sequence[int], pos: int,
+           i_size: int) -> SyscallResult:  # fmt: skip
+    # -EFAULT with bytes left and no progress since the last try becomes -ENOTBLK
+    # (btrfs_direct_write) or the bytes read so far (btrfs_direct_read): the rest goes
+    # through the page cache
+    last = results[-1]
+    short = last in (ENOTBLK, EFAULT) or 0 <= last < length
+    if op == "write":
+        if not short:
+            return SyscallResult(last, "btrfs_direct_write: iomap's (cumulative) result")
+        if nowait:
+            # btrfs_direct_write L913-921: no buffered fallback for NOWAIT
+            return SyscallResult(EAGAIN, "btrfs_direct_write: NOWAIT, no buffered fallback")
+        return SyscallResult(length, "btrfs_direct_write: a buffered write finishes it")
+    # "if (ret > 0) read = ret": the last positive result, cumulative (done_before)
+    done = next((x for x in reversed(results) if x > 0), 0) if last < 0 else last
+    if last < 0 and not short:
+        return SyscallResult(last, "btrfs_direct_read: iomap's error")
+    if not short or pos + done >= i_size:
+        return SyscallResult(done, "btrfs_direct_read: iomap's (cumulative) result")
+    # btrfs_file_read_iter: filemap_read() of the rest, up to EOF
+    return SyscallResult(min(length, i_size - pos),
+                         "btrfs_file_read_iter: a buffered read finishes it, up to EOF")

@@ -10,7 +10,7 @@ from dioconf.model.syscall_glue import syscall_result
 from dioconf.traces.format import TraceFormatError, parse_trace
 from dioconf.traces.replay import replay_trace
 
-ENOTBLK, EFAULT, EAGAIN = -15, -14, -11
+ENOTBLK, EFAULT, EAGAIN = -15, -14, -11  # (and -5: EIO)
 
 
 @pytest.mark.parametrize("fs, op, nowait, results, ret", [
@@ -30,9 +30,28 @@ def test_glue(fs, op, nowait, results, ret):
     assert syscall_result(fs, op, 16384, nowait, results).ret == ret
 
 
+@pytest.mark.parametrize("op, nowait, results, i_size, ret", [
+    ("write", False, [8192, 16384], 1 << 20, 16384),  # the retry's result is cumulative
+    ("write", False, [8192], 1 << 20, 16384),  # a buffered write finishes it
+    ("write", False, [8192, EFAULT], 1 << 20, 16384),  # no progress: -ENOTBLK, buffered
+    ("write", True, [4096], 1 << 20, EAGAIN),  # NOWAIT: no buffered fallback (L913-921)
+    ("write", False, [-5], 1 << 20, -5),
+    ("read", False, [8192, 16384], 1 << 20, 16384),
+    ("read", False, [8192], 1 << 20, 16384),  # btrfs_file_read_iter reads the rest...
+    ("read", False, [8192], 12288, 12288),  # ...up to EOF
+    ("read", False, [8192], 8192, 8192),  # at EOF: nothing more
+    ("read", False, [8192, EFAULT], 1 << 20, 16384),  # the bytes read, then buffered
+    ("read", False, [-5], 1 << 20, -5),
+])  # fmt: skip
+def test_btrfs_glue(op, nowait, results, i_size, ret):
+    """btrfs_direct_write / btrfs_direct_read (seed btrfs-direct-io.c) and
+    btrfs_file_read_iter, for 16 KiB at offset 0."""
+    assert syscall_result("btrfs", op, 16384, nowait, results, 0, i_size).ret == ret
+
+
 def test_no_glue_for_other_filesystems_or_without_requests():
     with pytest.raises(ValueError, match="no system call glue"):
-        syscall_result("btrfs", "write", 4096, False, [4096])
+        syscall_result("f2fs", "write", 4096, False, [4096])
     with pytest.raises(ValueError, match="without a direct I/O request"):
         syscall_result("xfs", "write", 4096, False, [])
 
@@ -83,8 +102,8 @@ def test_a_request_that_returned_early_is_finished_at_its_syscall_line():
 
 def test_a_syscall_line_for_a_filesystem_without_glue_is_a_contract_divergence():
     line = {"ev": "syscall", "req": 1, "ret": 8192, "len": 8192, "reqs": [1]}
-    d = replay_trace(_trace([*WRITE, line], fs="btrfs")).divergence
-    assert d is not None and d.rule == "model contract" and "btrfs" in d.model_predicts
+    d = replay_trace(_trace([*WRITE, line], fs="f2fs")).divergence
+    assert d is not None and d.rule == "model contract" and "f2fs" in d.model_predicts
 
 
 @pytest.mark.parametrize("line, message", [

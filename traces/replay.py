@@ -100,7 +100,7 @@ class Replayer:
         self.shared_inode = self.engine.name in SHARED_INODE_ENGINES
         self.requests: dict[int, _Request] = {}  # requests still in flight
         self.seen = 0  # requests begun
-        # req -> [op, NOWAIT, the model's ret once complete] of recent requests, for
+        # req -> [op, NOWAIT, the model's ret once complete, pos] of recent requests, for
         # the "syscall" lines that follow them (bounded: memory stays flat)
         self.outcomes: OrderedDict[int, list[Any]] = OrderedDict()
 
@@ -144,7 +144,8 @@ class Replayer:
             observed = frozenset(e.fields.get("observed", self.observed))
             self.requests[e.req] = _Request(e.req, state, observed, e.fields["op"] == "write")
             self.seen += 1
-            self.outcomes[e.req] = [e.fields["op"], "NOWAIT" in e.fields["iocb"], None]
+            self.outcomes[e.req] = [e.fields["op"], "NOWAIT" in e.fields["iocb"], None,
+                                    e.fields["pos"]]  # fmt: skip
             if len(self.outcomes) > OUTCOMES_KEPT:
                 self.outcomes.popitem(last=False)
             return
@@ -376,10 +377,10 @@ class Replayer:
                     self._finish_at_eof(r, e.line, "(the system call returned)")
             if any(q not in self.outcomes for q in reqs):
                 raise ModelUsageError(f"requests {reqs} began too long before this line")
-            op, nowait, _ = self.outcomes[reqs[-1]]
+            op, nowait, _, _ = self.outcomes[reqs[-1]]
             results = [self.outcomes[q][2] for q in reqs]
             pred = syscall_result(self.trace.header.fs or "", op, e.fields["len"], nowait,
-                                  results)  # fmt: skip
+                                  results, self.outcomes[reqs[0]][3], self.i_size)  # fmt: skip
         except (ModelUsageError, ValueError) as exc:
             raise _Diverged(e.line, e.req, says, str(exc), "model contract") from exc
         if pred.ret is not None and pred.ret != e.fields["ret"]:

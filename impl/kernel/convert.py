@@ -28,7 +28,7 @@ two inferences that only read the iomap_iter events:
   writes on a device with a volatile cache are said to observe flushes (their
   ``begin`` has no ``observed`` list); every other request's ``begin.observed`` leaves
   ``flush`` out, since its window may hold another's flush;
-- ``syscall`` (ext4, xfs): the read/write system call (syscalls tracepoints) whose
+- ``syscall``: the read/write system call (syscalls tracepoints) whose
   requests these were, and what it returned; a request still open when it returns
   returned early;
 - ``complete.ctx``: ``workqueue`` when iomap_dio_complete_work started the completion,

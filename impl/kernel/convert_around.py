@@ -41,8 +41,9 @@ class AroundEngine:
         self.ctx = ctx
         self.in_work: set[int] = set()
         self._work = False  # the completion being handled runs from the workqueue
-        # the read/write system calls are recorded and their glue is modelled (ext4,
-        # xfs): each one that made requests gets a ``syscall`` line; pid -> its requests
+        # the read/write system calls are recorded and their glue is modelled
+        # (model/syscall_glue.py): each one that made requests gets a ``syscall`` line;
+        # pid -> its requests
         self.syscalls = syscalls
         self.calls: dict[int, list[Req]] = {}
         # the last writeback error of the file (filemap_set_wb_err), not yet reported
