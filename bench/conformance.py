@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.stateful import run_state_machine_as_test
 
+from ..conformance.catalogue import COMBOS
 from ..conformance.harness import Harness, Stats
 from ..conformance.machine import GEOMETRIES, REFLINK, machine_for
 from ..conformance.ops import (
@@ -56,7 +57,6 @@ from ..conformance.ops import (
 )
 from ..conformance.orders import check_completion_orders
 from ..conformance.proofs import overflow_boundaries, run_proofs
-from ..conformance.run import COMBOS
 from ..conformance.strategies import FAR
 from ..model.iomap import ENGINE as IOMAP_ENGINE
 from ..model.legacy import ENGINE as LEGACY_ENGINE

@@ -16,7 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..conformance.bugs import BUGS, UNREACHED, quality_report
+from ..conformance.bugs import BUGS, UNREACHED
+from ..conformance.quality import quality_report
 
 
 def run(profile: str = "ci", names: Sequence[str] | None = None, jobs: int | None = None,

@@ -30,9 +30,10 @@ from attrs import define, field
 from hypothesis import HealthCheck, settings
 
 from ..impl.api import HOLE, Iomap
+from .catalogue import PROFILES
 from .contract import checked
 from .paths import PathProblem, check_image_dir, check_out_dir
-from .run import PROFILES, ComboResult, UsageError, make_settings, run_combo
+from .run import ComboResult, UsageError, make_settings, run_combo
 
 BLOCK_SIZE = 4096  # the suite's geometries: 4 KiB pages, logical blocks of 512 or 4096
 SUITE_OPERATIONS = ("create", "file", "extent_at", "truncate", "fallocate", "punch", "fsync",

@@ -25,24 +25,12 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import get_state_machine_test
 
 from ..traces.format import TraceFormatError, write_trace
+from .bugs import planted  # the quality set: engine bugs planted on purpose
+from .catalogue import COMBOS, PROFILES
 from .harness import ConformanceFailure, Stats
 from .machine import machine_for
 from .minimize import minimize
 from .paths import PathProblem, check_image_dir, check_out_dir
-
-COMBOS: tuple[tuple[str, str], ...] = (
-    ("overwrite", "iomap"),
-    ("xfs-like", "iomap"),
-    ("reflink", "iomap"),
-    ("btrfs-like", "iomap"),
-    ("getblock", "legacy"),
-)
-# examples per filesystem and engine, steps per example, derandomized
-PROFILES: dict[str, tuple[int, int, bool]] = {
-    "ci": (150, 30, True),
-    "dev": (200, 40, False),
-    "nightly": (2000, 60, False),
-}
 
 
 class UsageError(Exception):
@@ -133,7 +121,6 @@ def make_settings(profile: str, examples: int | None = None) -> settings:
 def _planted(name: str | None) -> contextlib.AbstractContextManager[Any]:
     if name is None:
         return contextlib.nullcontext()
-    from .bugs import planted  # the quality set: engine bugs planted on purpose
 
     return planted(name)
 

@@ -46,8 +46,9 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .conformance.catalogue import PROFILES
     from .conformance.check import FactoryError, probe, resolve, run_check
-    from .conformance.run import PROFILES, UsageError
+    from .conformance.run import UsageError
 
     if args.examples is not None and args.examples < 1:
         print("dioconf check: --examples must be at least 1", file=sys.stderr)

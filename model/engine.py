@@ -70,19 +70,6 @@ class ModelEngine:
     feed: Callable[[Any, Input], Any]
 
 
-def get_engine(name: str) -> Engine:
-    """The engine model called ``name`` ("iomap" or "legacy")."""
-    if name == "iomap":
-        from . import iomap
-
-        return iomap.ENGINE
-    if name == "legacy":
-        from . import legacy
-
-        return legacy.ENGINE
-    raise ValueError(f"unknown engine {name!r}; expected 'iomap' or 'legacy'")
-
-
 Mapper = Callable[[NeedMap], Mapping | MapError]
 
 

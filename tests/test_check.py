@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 from dioconf.conformance import ops as O
+from dioconf.conformance.catalogue import COMBOS
 from dioconf.conformance.check import FactoryError, load_factory, run_check
 from dioconf.conformance.contract import RULES, Checked, checked
 from dioconf.conformance.harness import ConformanceFailure, Harness
-from dioconf.conformance.run import COMBOS, make_settings, run_combo
+from dioconf.conformance.run import make_settings, run_combo
 from dioconf.impl.examples import FILESYSTEMS
 from hypothesis import Phase, settings
 

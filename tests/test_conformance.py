@@ -8,9 +8,10 @@ import sys
 
 import pytest
 from dioconf.conformance import ops as O
+from dioconf.conformance.catalogue import COMBOS
 from dioconf.conformance.harness import ConformanceFailure, Harness
 from dioconf.conformance.repro import write_repro
-from dioconf.conformance.run import COMBOS, UsageError, run_combo, select
+from dioconf.conformance.run import UsageError, run_combo, select
 from dioconf.impl import iomap_dio
 from dioconf.impl.api import F_NEW, MAPPED
 from dioconf.impl.fs.simple import OverwriteFs

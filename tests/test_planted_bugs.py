@@ -20,8 +20,8 @@ from dioconf.conformance.bugs import (
     filesystems,
     planted,
 )
+from dioconf.conformance.catalogue import COMBOS
 from dioconf.conformance.harness import ConformanceFailure, Harness
-from dioconf.conformance.run import COMBOS
 
 
 def _bindings() -> dict[tuple[str, str], Any]:

@@ -17,7 +17,8 @@ from typing import Any
 
 import attrs
 
-from ..model.engine import Engine, get_engine
+from ..model.engine import Engine
+from ..model.engines import get_engine
 from ..model.profiles import get_profile
 from ..model.syscall_glue import syscall_result
 from ..model.types import (
