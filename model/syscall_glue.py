@@ -70,11 +70,13 @@ def _btrfs(op: str, length: int, nowait: bool, results: Sequence[int], pos: int,
             return SyscallResult(EAGAIN, "btrfs_direct_write: NOWAIT, no buffered fallback")
         return SyscallResult(length, "btrfs_direct_write: a buffered write finishes it")
     # "if (ret > 0) read = ret": the last positive result, cumulative (done_before)
-    done = next((x for x in reversed(results) if x > 0), 0) if last < 0 else last
+    done = next((x for x in reversed(results) if x > 0), 0)
     if last < 0 and not short:
         return SyscallResult(last, "btrfs_direct_read: iomap's error")
     if not short or pos + done >= i_size:
         return SyscallResult(done, "btrfs_direct_read: iomap's (cumulative) result")
+    if nowait:  # filemap_read with IOCB_NOWAIT may stop short or answer -EAGAIN
+        return SyscallResult(None, "btrfs_file_read_iter: a NOWAIT buffered read")
     # btrfs_file_read_iter: filemap_read() of the rest, up to EOF
     return SyscallResult(min(length, i_size - pos),
                          "btrfs_file_read_iter: a buffered read finishes it, up to EOF")

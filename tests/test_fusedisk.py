@@ -65,11 +65,50 @@ def test_loop_device_over_the_fuse_disk_fails_where_told(own_tmp):
         assert any(op == "read" and e == errno.ENODATA for op, _, _, e in disk.served)
         assert image.read_bytes()[16384:24576] == data[8192:16384]  # written through
     finally:
-        if loop:
-            subprocess.run(["losetup", "-d", loop], check=True)
-        subprocess.run(["umount", str(mnt)], check=True)
+        released = [subprocess.run(["losetup", "-d", loop]).returncode if loop else 0,
+                    subprocess.run(["umount", str(mnt)]).returncode]  # fmt: skip
         disk.stop()
+    assert released == [0, 0]
     assert disk.error is None
+    assert leftovers(own_tmp) == []
+
+
+@FUSE
+@needs("ext4")
+def test_a_server_that_fails_fails_the_devices_io_instead_of_hanging_it(own_tmp):
+    """The server thread dies (here: an exception while handling a request): it closes
+    /dev/fuse, the kernel aborts the connection, and the loop device's read fails with
+    EIO; everything is released as usual."""
+    image = own_tmp / "img"
+    image.write_bytes(bytes(1 << 20))
+    mnt = own_tmp / "mnt"
+    mnt.mkdir()
+    disk = FuseDisk(image, mnt)
+    disk.start()
+    loop = ""
+    try:
+        loop = subprocess.check_output(["losetup", "--find", "--show", str(disk.path)],
+                                       text=True).strip()  # fmt: skip
+        fd = os.open(loop, os.O_RDONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4096)
+        try:
+            assert os.preadv(fd, [buf], 0) == 4096
+
+            def broken(msg: bytes) -> None:
+                raise RuntimeError("broken server")
+
+            disk._handle = broken  # type: ignore[method-assign]
+            with pytest.raises(OSError) as err:
+                os.preadv(fd, [buf], 8192)
+            assert err.value.errno == errno.EIO
+        finally:
+            os.close(fd)
+    finally:
+        released = [subprocess.run(["losetup", "-d", loop]).returncode if loop else 0,
+                    subprocess.run(["umount", str(mnt)]).returncode]  # fmt: skip
+        disk.stop()
+    assert released == [0, 0]
+    assert isinstance(disk.error, RuntimeError)
     assert leftovers(own_tmp) == []
 
 

@@ -28,8 +28,10 @@ def _dsync_write(flags: str, between: list[str], write_cache: bool = True) -> li
 @pytest.mark.parametrize("flushed", [True, False])
 def test_an_o_dsync_writes_flush_is_the_device_flush_in_its_window(flushed):
     """Any task's cache flush (an empty PREFLUSH bio: blkdev_issue_flush, or a journal
-    commit's PREFLUSH write) queued while the O_DSYNC write is in flight is its sync."""
-    between = [bio(99, "FWS", 0, 0)] if flushed else [bio(99, "WS", 5000, 8)]
+    commit's PREFLUSH write) queued after the O_DSYNC write's data ended, before it
+    completed, is its sync."""
+    data_ended = rq_done(0x900000 // 512, 8)
+    between = [data_ended, bio(99, "FWS", 0, 0) if flushed else bio(99, "WS", 5000, 8)]
     out = _dsync_write("DSYNC|DIRECT|WRITE", between)
     kinds = [e["ev"] for e in out if e["ev"] in ("bio", "flush", "complete")]
     assert kinds == (["bio", "flush", "complete"] if flushed else ["bio", "complete"])
@@ -255,3 +257,40 @@ def test_no_syscall_lines_where_the_glue_is_not_modelled():
                       it(10, 0x1000), done(10, 0x10000, 0x1000, 4096),
                       ret="0x1000", syscalls=False)  # fmt: skip
     assert "syscall" not in [e["ev"] for e in out] and out[-1]["ev"] == "complete"
+
+
+def test_a_failed_o_dsync_write_says_nothing_about_flushes():
+    """generic_write_sync runs only for ret > 0 (iomap_dio_complete L143-151): another
+    task's flush in a failed write's window is not its."""
+    c = Converter(0xC, LOOP)
+    for rec in parse_records([
+        begin(10, 0x10000, 0, 0x1000, flags="DSYNC|DIRECT|WRITE"),
+        it(10, 0), dstmap(10, 0x900000, 0, 0x10000), bio(10, "WS", 0x900000 // 512, 8),
+        rq_done(0x900000 // 512, 8, error=-5), bio(99, "FWS", 0, 0),
+        it(10, 0x1000), done(10, 0x10000, 0, -5, error=-5),
+    ]):  # fmt: skip
+        c.add(rec)
+    out = c.events()
+    assert "flush" not in [e["ev"] for e in out]
+    assert out[1]["observed"] == ["bio", "queued", "complete"]
+
+
+def test_a_work_item_that_ended_leaves_no_workqueue_mark():
+    """workqueue_execute_start is filtered by function only: a kworker that completed
+    another filesystem's dio (its iomap_dio_complete not recorded) ends the work item,
+    and a later inline completion in that task is not taken for the workqueue."""
+    end = line(7, "workqueue_execute_end",
+               "work struct 000000003ea93268: function iomap_dio_complete_work",
+               comm="kworker/1:3")  # fmt: skip
+    c = Converter(0xC, LOOP, ctx=True)
+    for rec in parse_records([
+        begin(10, 0x10000, 0, 0x1000, flags="DIRECT", aio=1),
+        it(10, 0, flags="DIRECT"), dstmap(10, 0x900000, 0, 0x10000),
+        bio(10, "R", 0x900000 // 512, 8), it(10, 0x1000, flags="DIRECT"),
+        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
+        work_start(7), end,
+        done(7, 0x10000, 0x1000, 4096, aio=1),
+    ]):  # fmt: skip
+        c.add(rec)
+    (complete,) = [e for e in c.events() if e["ev"] == "complete"]
+    assert complete["ctx"] == "inline"

@@ -42,6 +42,8 @@ def test_glue(fs, op, nowait, results, ret):
     ("read", False, [8192], 8192, 8192),  # at EOF: nothing more
     ("read", False, [8192, EFAULT], 1 << 20, 16384),  # the bytes read, then buffered
     ("read", False, [-5], 1 << 20, -5),
+    ("read", False, [10000, 0], 10000, 10000),  # the last positive result counts
+    ("read", True, [8192], 1 << 20, None),  # a NOWAIT buffered rest: not the model's
 ])  # fmt: skip
 def test_btrfs_glue(op, nowait, results, i_size, ret):
     """btrfs_direct_write / btrfs_direct_read (seed btrfs-direct-io.c) and

@@ -1,7 +1,7 @@
 """Turn recorded tracefs events of one file into v1 trace events.
 
 No model reasoning happens here: every trace line stands for a kernel event, except
-two inferences that only read the iomap_iter events:
+these inferences:
 - ``map`` with ``error``: ``iomap_iter`` called ``->iomap_begin`` (it was not the final
   call: the previous status was 0, the request had bytes left and the position had
   advanced) and no ``iomap_iter_dstmap`` followed. The errno is the one the request
@@ -32,7 +32,9 @@ two inferences that only read the iomap_iter events:
   requests these were, and what it returned; a request still open when it returns
   returned early;
 - ``complete.ctx``: ``workqueue`` when iomap_dio_complete_work started the completion,
-  ``submitter`` when the submitting task completes, ``inline`` in another task;
+  ``submitter`` when the request's own submitter completes it before returning,
+  ``inline`` in another task; none for a queued request completed in its submitter's
+  task (an interrupt there, or IOMAP_DIO_CALLER_COMP);
 - ``complete.end_io`` (xfs): the work xfs_dio_write_end_io did in the completing task
   before iomap_dio_complete: ``xfs_reflink_end_cow`` is IOMAP_DIO_COW,
   ``xfs_unwritten_convert`` IOMAP_DIO_UNWRITTEN. Recorded after a successful write of
@@ -386,9 +388,12 @@ class Converter(AroundEngine):
             self._insert_after_begin(r, {"ev": "invalidate", "req": r.req, "ret": EAGAIN})
 
     def _insert_after_begin(self, r: Req, ev: dict[str, Any]) -> None:
-        # from the end: the request began recently (and is not final: not drained)
-        i = next(i for i in range(len(self.out) - 1, -1, -1) if self.out[i][1] is r.begin)
-        self.out.insert(i + 1, (r, ev))
+        # from the end: the request began recently (and is not final: not drained,
+        # unless it is unchecked, which leaves the trace anyway)
+        i = next((i for i in range(len(self.out) - 1, self._head - 1, -1)
+                  if self.out[i][1] is r.begin), None)  # fmt: skip
+        if i is not None:
+            self.out.insert(i + 1, (r, ev))
 
     # -- result ----------------------------------------------------------------------
 

@@ -62,6 +62,8 @@ class AroundEngine:
             self._sys_exit(rec)
         elif event == "workqueue_execute_start":
             self.in_work.add(rec.pid)
+        elif event == "workqueue_execute_end":  # (another file's work item ends here)
+            self.in_work.discard(rec.pid)
         elif event == "iomap_dio_complete":  # of any file: the work item ends with it
             self._work = rec.pid in self.in_work
             self.in_work.discard(rec.pid)
@@ -111,12 +113,14 @@ class AroundEngine:
     def _complete(self, r: Req, rec: Record, ctx: str | None) -> None:
         """The request's flush (O_DSYNC) and complete lines."""
         f = rec.f
-        if self.write_cache and r.begin["op"] == "write" and "DSYNC" in r.begin["iocb"]:
+        dsync_write = r.begin["op"] == "write" and "DSYNC" in r.begin["iocb"]
+        if self.write_cache and dsync_write and f["ret"] > 0:
             # generic_write_sync runs before this tracepoint (iomap_dio_complete
             # L147-151): a cache flush queued on the device after the request's data
             # ended is what makes it durable, whoever issued it. None there, and the
             # write completed with its data in the volatile cache. Other requests'
-            # windows may hold someone else's flush: not told apart for them.
+            # windows may hold someone else's flush: not told apart for them, nor for a
+            # write that failed or wrote nothing (it syncs nothing: ret > 0, L143-151).
             r.begin.pop("observed")
             if self.flushes > r.flushes:
                 self._emit(r, {"ev": "flush", "req": r.req})

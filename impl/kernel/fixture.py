@@ -123,8 +123,9 @@ def _detach_image(image: Path) -> None:
 
 def _remove_tree(tmp: Path) -> None:
     """Remove the temporary directory, never through a mount still on it."""
-    if _mounted(tmp / "mnt"):
-        raise RuntimeError(f"{tmp / 'mnt'} is still mounted; not removing {tmp}")
+    for sub in ("mnt", "fuse"):
+        if _mounted(tmp / sub):
+            raise RuntimeError(f"{tmp / sub} is still mounted; not removing {tmp}")
     shutil.rmtree(tmp, ignore_errors=True)
     if tmp.exists():
         raise RuntimeError(f"{tmp} could not be removed")
@@ -183,6 +184,7 @@ def kernel_fs(
             fmnt.mkdir()
             disk = FuseDisk(image, fmnt)
             undo.push("stop the FUSE disk server", disk.stop)
+            undo.push(f"unmount {fmnt} (lazily)", lambda: _unmount_lazily(fmnt))
             undo.push(f"unmount {fmnt}", lambda: unmount(fmnt))
             with critical():
                 disk.start()

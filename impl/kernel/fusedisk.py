@@ -12,7 +12,9 @@ request's status (``errno_to_blk_status``: EIO, ENODATA, ENOSPC... round-trip), 
 
 The FUSE protocol (include/uapi/linux/fuse.h) is spoken directly on ``/dev/fuse``: a
 read-only directory with one regular file needs LOOKUP, GETATTR, OPEN, READ, WRITE,
-FSYNC, FLUSH and RELEASE; everything else is answered ENOSYS. The server is a thread of
+FSYNC, FLUSH and RELEASE (after INIT); everything else is answered ENOSYS. If the
+server thread fails, it closes ``/dev/fuse``: the connection is aborted and the loop
+device's requests fail instead of waiting for a server that is gone. The server is a thread of
 the calling process: the process's own O_DIRECT system calls release the GIL while they
 wait for the loop device, so it can serve them.
 """
@@ -128,12 +130,26 @@ class FuseDisk:
         self._close()
 
     def _close(self) -> None:
-        for fd in (self._fd, self._img):
+        with self._lock:
+            fds, self._fd, self._img = (self._fd, self._img), -1, -1
+        for fd in fds:
             if fd >= 0:
                 os.close(fd)
-        self._fd = self._img = -1
 
     def _serve(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # whatever it is: say it, and let go of the device
+            self.error = exc
+        if self.error is not None:
+            # the server is gone: closing /dev/fuse aborts the connection, so that the
+            # loop device's requests fail (EIO) instead of waiting for it forever
+            with self._lock:
+                fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
+
+    def _loop(self) -> None:
         while True:
             try:
                 msg = os.read(self._fd, BUFSIZE)
@@ -142,17 +158,16 @@ class FuseDisk:
                     return
                 if exc.errno in (E.EINTR, E.EAGAIN, E.ENOENT):  # ENOENT: interrupted
                     continue
-                self.error = exc
-                return
+                raise
+            unique = IN_HEADER.unpack_from(msg)[2]
             try:
                 self._handle(msg)
             except OSError as exc:
-                if exc.errno == E.ENOENT:  # the request was interrupted meanwhile
-                    continue
                 if exc.errno == E.ENODEV:
                     return
-                self.error = exc
-                return
+                if exc.errno != E.ENOENT:  # (ENOENT: the request was interrupted)
+                    # the image's I/O failed: this request fails with it, not the server
+                    self._reply(unique, error=exc.errno or E.EIO)
 
     def _reply(self, unique: int, payload: bytes = b"", error: int = 0) -> None:
         os.write(self._fd, OUT_HEADER.pack(OUT_HEADER.size + len(payload), -error, unique)

@@ -70,6 +70,7 @@ FORMATS = {
     "filemap_set_wb_err": re.compile(r"dev=(\d+):(\d+) ino=0x([0-9a-f]+) errseq=0x[0-9a-f]+$"),
     # only iomap_dio_complete_work's (WORK_FILTER)
     "workqueue_execute_start": re.compile(r"^work struct \S+: function (\S+)$"),
+    "workqueue_execute_end": re.compile(r"^work struct \S+: function (\S+)$"),
     # lines the workload writes to trace_marker before each syscall
     "tracing_mark_write": re.compile(r"^dioconf: (\w+) (\S+) (\d+) (\d+) (\S*)$"),
 }
@@ -94,7 +95,7 @@ def _fields(event: str, m: re.Match[str]) -> dict[str, Any]:
     if event == "tracing_mark_write":
         return {"op": g[0], "file": g[1], "pos": int(g[2]), "len": int(g[3]),
                 "flags": _flags(g[4])}  # fmt: skip
-    if event == "workqueue_execute_start":
+    if event.startswith("workqueue_execute"):
         return {"function": g[0]}
     if event == "filemap_set_wb_err":
         return {"dev": (int(g[0]), int(g[1])), "ino": int(g[2], 16)}

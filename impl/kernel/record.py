@@ -31,7 +31,7 @@ from .fixture import MountedFs, kernel_fs
 from .fusedisk import FUSE_DEV
 from .parse import Record, parse_records
 from .scenarios import Scenario
-from .tracefs import BUFFER_KB, trace_session
+from .tracefs import BUFFER_KB, TraceSession, trace_session
 from .workload import Check, Workload
 
 PROFILE = "linux-6.18"  # how tracefs shows the engine (model/profiles.py)
@@ -91,7 +91,7 @@ class _SpoolSink:
 
 
 def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: Path,
-           name: str, note: str, rec: Recording, ctx: bool) -> None:  # fmt: skip
+           name: str, note: str, rec: Recording, t: TraceSession) -> None:  # fmt: skip
     """One trace per file that saw direct I/O, converted in one streamed pass over the
     records; memory holds only the requests in flight."""
     out.mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,8 @@ def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: P
     convs = {
         ino: Converter(ino, m.loop_dev, translate, m.geometry.page_size,
                        sink=_SpoolSink(work / f"events-{ino}.jsonl"),
-                       write_cache=m.geometry.write_cache, ctx=ctx,
-                       syscalls=m.fs in GLUE_FILESYSTEMS)
+                       write_cache=m.geometry.write_cache, ctx=t.work_traced,
+                       syscalls=t.syscalls_traced and m.fs in GLUE_FILESYSTEMS)
         for ino in inos
     }  # fmt: skip
     failed: dict[int, str] = {}
@@ -182,7 +182,7 @@ def record_scenario(
                 spool, overrun = t.finish()
         rec.checks = w.verify()
         inos = {ino: name for name, ino in w.inos.items()}
-        _write(m, spool, overrun, inos, out, scenario.name, scenario.note, rec, t.work_traced)
+        _write(m, spool, overrun, inos, out, scenario.name, scenario.note, rec, t)
     return rec
 
 
@@ -214,7 +214,7 @@ def record_command(fs: str, argv: Sequence[str], out: Path, name: str = "command
         begins = _records(spool, only="iomap_dio_rw_begin")
         inos = {r.f["ino"]: f"ino{r.f['ino']}" for r in begins if r.event == "iomap_dio_rw_begin"}
         note = f"recorded while running: {' '.join(argv)}"
-        _write(m, spool, overrun, inos, out, name, note, rec, t.work_traced)
+        _write(m, spool, overrun, inos, out, name, note, rec, t)
     return rec
 
 
@@ -327,12 +327,13 @@ def _record_all(a: Any, filesystems: Sequence[str], command: list[str],
                 jobs.append(random_scenario(a.random, a.ops))
             else:
                 for name in a.scenario or [n for n, s in SCENARIOS.items() if s.default]:
-                    if SCENARIOS[name].fuse and not a.scenario and not FUSE_DEV.exists():
+                    if fs not in SCENARIOS[name].filesystems:
+                        if a.scenario:
+                            out(f"{fs:5} {name}: skipped (not a scenario for {fs})")
+                    elif SCENARIOS[name].fuse and not a.scenario and not FUSE_DEV.exists():
                         out(f"{fs:5} {name}: skipped (needs FUSE: {FUSE_DEV} is missing)")
-                    elif fs in SCENARIOS[name].filesystems:
+                    else:
                         jobs.append(SCENARIOS[name])
-                    elif a.scenario:
-                        out(f"{fs:5} {name}: skipped (not a scenario for {fs})")
             for job in jobs:
                 if stop.received is not None:  # one Python swallowed (in a __del__)
                     raise KeyboardInterrupt

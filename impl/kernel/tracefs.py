@@ -140,6 +140,7 @@ class TraceSession:
         self.inst = inst
         self.spool = spool
         self.work_traced = False  # iomap_dio_complete_work's starts are recorded
+        self.syscalls_traced = False  # the read/write system calls are recorded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -218,6 +219,22 @@ def _enable(inst: Path, system: str, event: str, filt: str) -> None:
     (d / "enable").write_text("1")
 
 
+def _enable_all(inst: Path, events: list[tuple[str, str, str]]) -> bool:
+    """Enable optional events: all of them (True) or, where one is missing or refuses
+    its filter, none (False)."""
+    done: list[Path] = []
+    try:
+        for system, event, filt in events:
+            _enable(inst, system, event, filt)
+            done.append(inst / "events" / system / event)
+    except (OSError, KernelUnavailable):
+        for d in done:
+            with contextlib.suppress(OSError):
+                (d / "enable").write_text("0")
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def trace_session(
     m: MountedFs, spool: Path, *, buffer_kb: int = BUFFER_KB
@@ -248,23 +265,23 @@ def trace_session(
         if m.fs == "xfs":  # which ->end_io work a direct write's completion did
             for ev in XFS_END_IO_EVENTS:
                 _enable(inst, "xfs", ev, f"dev == {kernel_dev(m.fs_dev)}")
+        # the read and write system calls around the requests (``syscall`` lines), and
+        # writeback errors, which fail a direct read's kiocb_write_and_wait: optional
+        # (a kernel without CONFIG_FTRACE_SYSCALLS records the rest)
+        syscalls_traced = _enable_all(
+            inst, [("syscalls", f"sys_{side}_{call}", "")
+                   for call in SYSCALLS for side in ("enter", "exit")])  # fmt: skip
+        _enable_all(inst, [("filemap", "filemap_set_wb_err", f"s_dev == {kernel_dev(m.fs_dev)}")])
         # which completions ran from iomap's workqueue (``ctx``): every kernel has the
-        # event, only newer ones filter a function pointer by name (without the filter
+        # events, only newer ones filter a function pointer by name (without the filter
         # the whole machine's work items would flood the buffer: no ctx then)
-        # the read and write system calls around the requests (their results)
-        for call in SYSCALLS:
-            for side in ("enter", "exit"):
-                _enable(inst, "syscalls", f"sys_{side}_{call}", "")
-        # writeback errors, which fail a direct read's kiocb_write_and_wait
-        _enable(inst, "filemap", "filemap_set_wb_err", f"s_dev == {kernel_dev(m.fs_dev)}")
-        work_traced = True
-        try:
-            _enable(inst, "workqueue", "workqueue_execute_start", WORK_FILTER)
-        except (OSError, KernelUnavailable):
-            work_traced = False
+        work_traced = _enable_all(
+            inst, [("workqueue", f"workqueue_execute_{side}", WORK_FILTER)
+                   for side in ("start", "end")])  # fmt: skip
         (inst / "trace").write_text("")
         session = TraceSession(inst, spool)
         session.work_traced = work_traced
+        session.syscalls_traced = syscalls_traced
         with critical():
             session.start()
             undo.push("stop the trace reader", session.stop)
