@@ -11,6 +11,7 @@ from typing import Any
 
 from .cli_args import natural, positive
 from .cli_signals import EXIT_INTERRUPTED, interruptible
+from .conformance.catalogue import PROFILES
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks")
@@ -31,7 +32,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("factories", nargs="+", metavar="FACTORY",
                    help="pkg.module:factory (the current directory is importable)")  # fmt: skip
-    p.add_argument("--profile", default="ci", choices=["ci", "dev", "nightly"],
+    p.add_argument("--profile", default="ci", choices=list(PROFILES),
                    help="ci: derandomized and bounded (default); dev; nightly: long")  # fmt: skip
     p.add_argument("--seed", type=natural, help="random seed (instead of the profile's)")
     p.add_argument("--examples", type=positive, metavar="N", help="examples per filesystem")
@@ -46,7 +47,6 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .conformance.catalogue import PROFILES
     from .conformance.check import FactoryError, probe, resolve, run_check
     from .conformance.run import UsageError
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .cli_args import natural, positive
 from .cli_signals import EXIT_INTERRUPTED, interruptible
+from .conformance.catalogue import ENGINE_NAMES, FS_NAMES, PROFILES
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 COLUMNS = ("steps", "requests", "bios", "crashes", "races", "order_checks", "quirks",
@@ -27,13 +28,12 @@ def add_parser(sub: Any) -> None:
         "and a Python reproduction. Exit 0 when clean, 1 when a difference was found, "
         "2 for usage or environment errors.",
     )
-    p.add_argument("--profile", default="ci", choices=["ci", "dev", "nightly"],
+    p.add_argument("--profile", default="ci", choices=list(PROFILES),
                    help="ci: derandomized and bounded (default); dev; nightly: long")  # fmt: skip
     p.add_argument("--seed", type=natural, help="random seed (instead of the profile's)")
     p.add_argument("--fs", action="append", default=[], metavar="NAME",
-                   help="only this filesystem (repeatable): overwrite, xfs-like, reflink, "
-                   "btrfs-like, getblock")  # fmt: skip
-    p.add_argument("--engine", action="append", default=[], choices=["iomap", "legacy"],
+                   help=f"only this filesystem (repeatable): {', '.join(FS_NAMES)}")
+    p.add_argument("--engine", action="append", default=[], choices=list(ENGINE_NAMES),
                    help="only this engine (repeatable)")  # fmt: skip
     p.add_argument("--examples", type=positive, metavar="N", help="examples per filesystem")
     p.add_argument("--out", default="dioconf-failures", metavar="DIR",

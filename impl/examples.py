@@ -20,7 +20,7 @@ FILESYSTEMS = {
     fs.name: fs for fs in (OverwriteFs, XfsLikeFs, ReflinkFs, BtrfsLikeFs, GetBlockFs)
 }
 ENGINES = {"getblock": "legacy"}  # the filesystems of the legacy engine
-IOMAP = ("overwrite", "xfs-like", "reflink", "btrfs-like")
+IOMAP = tuple(name for name in FILESYSTEMS if name not in ENGINES)
 
 
 def data(n: int, seed: int = 1) -> bytes:
