@@ -294,3 +294,23 @@ def test_a_work_item_that_ended_leaves_no_workqueue_mark():
         c.add(rec)
     (complete,) = [e for e in c.events() if e["ev"] == "complete"]
     assert complete["ctx"] == "inline"
+
+
+def test_a_completion_in_interrupt_context_is_inline_whatever_task_it_interrupted():
+    """A softirq completes a read inline while its CPU runs a kworker that is in the
+    middle of another request's iomap_dio_complete_work: the trace line carries that
+    kworker's pid, and its irq-info column says softirq."""
+    in_softirq = done(7, 0x10000, 0x1000, 4096, aio=1).replace(".....", "..s..", 1)
+    assert "..s.." in in_softirq
+    c = Converter(0xC, LOOP, ctx=True)
+    for rec in parse_records([
+        begin(10, 0x10000, 0, 0x1000, flags="DIRECT", aio=1),
+        it(10, 0, flags="DIRECT"), dstmap(10, 0x900000, 0, 0x10000),
+        bio(10, "R", 0x900000 // 512, 8), it(10, 0x1000, flags="DIRECT"),
+        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
+        work_start(7),  # another file's completion work, still running
+        in_softirq,
+    ]):  # fmt: skip
+        c.add(rec)
+    (complete,) = [e for e in c.events() if e["ev"] == "complete"]
+    assert complete["ctx"] == "inline"

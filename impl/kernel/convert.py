@@ -33,8 +33,8 @@ these inferences:
   returned early;
 - ``complete.ctx``: ``workqueue`` when iomap_dio_complete_work started the completion,
   ``submitter`` when the request's own submitter completes it before returning,
-  ``inline`` in another task; none for a queued request completed in its submitter's
-  task (an interrupt there, or IOMAP_DIO_CALLER_COMP);
+  ``inline`` in another task or in interrupt context (the irq-info column); none for
+  a queued request completed in its submitter's task (IOMAP_DIO_CALLER_COMP?);
 - ``complete.end_io`` (xfs): the work xfs_dio_write_end_io did in the completing task
   before iomap_dio_complete: ``xfs_reflink_end_cow`` is IOMAP_DIO_COW,
   ``xfs_unwritten_convert`` IOMAP_DIO_UNWRITTEN. Recorded after a successful write of

@@ -64,6 +64,9 @@ class AroundEngine:
             self.in_work.add(rec.pid)
         elif event == "workqueue_execute_end":  # (another file's work item ends here)
             self.in_work.discard(rec.pid)
+        elif event == "iomap_dio_complete" and rec.irq:  # inline, in whatever task
+            self._work = False
+            return False
         elif event == "iomap_dio_complete":  # of any file: the work item ends with it
             self._work = rec.pid in self.in_work
             self.in_work.discard(rec.pid)
@@ -104,7 +107,7 @@ class AroundEngine:
         """Who completed a queued request."""
         if self._work:
             return "workqueue"  # iomap_dio_complete_work (iomap_dio_done L221-231)
-        if rec.pid != r.pid:
+        if rec.irq or rec.pid != r.pid:
             # in the last bio's completion (iomap_dio_done L233-234): an interrupt, or
             # the block driver's own worker (loop's)
             return "inline"

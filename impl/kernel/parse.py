@@ -23,8 +23,11 @@ WORK_FILTER = "function.function == iomap_dio_complete_work"
 
 LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
+    r"(?:(?P<irqinfo>\S+)\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
 )
+# the irq-info column ("d.s1."): its third letter says the event ran in a hardirq (h),
+# softirq (s), hardirq inside softirq (H) or NMI (z), whatever task it interrupted
+IRQ_LETTERS = frozenset("hsHz")
 # the syscalls events print themselves: "sys_pwrite64(fd: 3, buf: 0x.., count: 0x64,
 # pos: 5)" on entry, "sys_pwrite64 -> 0x64" on exit (ret as an unsigned long)
 SYSCALL_LINE = re.compile(
@@ -84,6 +87,7 @@ class Record:
     comm: str
     event: str
     f: dict[str, Any]
+    irq: bool = False  # ran in interrupt context (the pid is the task it interrupted)
 
 
 def _flags(text: str) -> frozenset[str]:
@@ -190,7 +194,9 @@ def parse_records(lines: Iterable[str]) -> Iterator[Record]:
             continue  # somebody else's marker
         if body is None:
             raise TraceTextError(f"tracefs line {n}: {event} in an unknown format: {m['body']!r}")
-        yield Record(n, ts, int(m["pid"]), m["comm"], event, _fields(event, body))
+        info = m["irqinfo"] or ""
+        irq = len(info) >= 3 and info[2] in IRQ_LETTERS
+        yield Record(n, ts, int(m["pid"]), m["comm"], event, _fields(event, body), irq)
     for cpu, (where, count) in sorted(lost.items()):  # lost at the very end
         yield Record(where, float("inf"), -1, "", "lost",
                      {"cpu": cpu, "count": count, "since": last.get(cpu, 0.0)})  # fmt: skip
