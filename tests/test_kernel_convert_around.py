@@ -53,16 +53,31 @@ def xfs_end_io(pid: int, event: str, pos: int, count: int) -> str:
                             f"bytecount {count:#x}", comm="kworker/1:0")  # fmt: skip
 
 
+def queued(pid: int, op: str = "write", addr: int = 0x900000, map_len: int = 0x10000,
+           typ: str = "MAPPED") -> list[str]:  # fmt: skip
+    """The lines of an async request of [0, 4096) that got -EIOCBQUEUED."""
+    flags, rw = ("WRITE|DIRECT", "WS") if op == "write" else ("DIRECT", "R")
+    return [begin(pid, 0x10000, 0, 0x1000, flags=flags, aio=1),
+            it(pid, 0, flags=flags), dstmap(pid, addr, 0, map_len, typ=typ),
+            bio(pid, rw, addr // 512, 8), it(pid, 0x1000, flags=flags),
+            line(pid, "iomap_dio_rw_queued",
+                 "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000")]  # fmt: skip
+
+
+def completes(*lines: str) -> list[dict]:
+    """The complete lines a converter that records the completion context makes."""
+    c = Converter(0xC, LOOP, ctx=True)
+    for rec in parse_records(lines):
+        c.add(rec)
+    return [e for e in c.events() if e["ev"] == "complete"]
+
+
 def _aio_writes(*completions: list[str]) -> list[dict]:
     """As many async writes of [0, 4096) as completions, in flight together, then the
     completions."""
     lines = []
     for pid, addr in list(((10, 0x900000), (11, 0x980000)))[: len(completions)]:
-        lines += [begin(pid, 0x10000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
-                  it(pid, 0), dstmap(pid, addr, 0, 0x1000, typ="UNWRITTEN"),
-                  bio(pid, "WS", addr // 512, 8), it(pid, 0x1000),
-                  line(pid, "iomap_dio_rw_queued",
-                       "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000")]  # fmt: skip
+        lines += queued(pid, addr=addr, map_len=0x1000, typ="UNWRITTEN")
     for work in completions:
         lines += [*work, done(0, 0x10000, 0x1000, 4096, aio=1)]
     return evs(lines)
@@ -107,17 +122,7 @@ def work_start(pid: int) -> str:
     ([work_start(8)], "inline"),  # another task's work item is not this completion's
 ])  # fmt: skip
 def test_the_completion_context_of_a_queued_request(lines, ctx):
-    c = Converter(0xC, LOOP, ctx=True)
-    for rec in parse_records([
-        begin(10, 0x10000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
-        it(10, 0), dstmap(10, 0x900000, 0, 0x10000), bio(10, "WS", 0x900000 // 512, 8),
-        it(10, 0x1000),
-        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
-        *lines,
-        done(7, 0x10000, 0x1000, 4096, aio=1),
-    ]):  # fmt: skip
-        c.add(rec)
-    (complete,) = [e for e in c.events() if e["ev"] == "complete"]
+    (complete,) = completes(*queued(10), *lines, done(7, 0x10000, 0x1000, 4096, aio=1))
     assert complete["ctx"] == ctx
 
 
@@ -127,20 +132,13 @@ def test_a_completion_in_the_submitters_own_task_is_submitter_or_unknown():
     there: no ctx. Without the workqueue event recorded, no ctx at all."""
     sync = _dsync_write("DIRECT|WRITE", [])
     assert "ctx" not in sync[-1]  # Converter(ctx=False)
-    c = Converter(0xC, LOOP, ctx=True)
-    for rec in parse_records([
+    both = completes(
         begin(10, 0x10000, 0, 0x1000, flags="WRITE|DIRECT"),
         it(10, 0), dstmap(10, 0x900000, 0, 0x10000), bio(10, "WS", 0x900000 // 512, 8),
         it(10, 0x1000), done(10, 0x10000, 0x1000, 4096),
-        begin(11, 0x10000, 0, 0x1000, flags="WRITE|DIRECT", aio=1),
-        it(11, 0), dstmap(11, 0x900000, 0, 0x10000), bio(11, "WS", 0x900000 // 512, 8),
-        it(11, 0x1000),
-        line(11, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
-        done(11, 0x10000, 0x1000, 4096, aio=1),
-    ]):  # fmt: skip
-        c.add(rec)
-    completes = [e for e in c.events() if e["ev"] == "complete"]
-    assert completes[0]["ctx"] == "submitter" and "ctx" not in completes[1]
+        *queued(11), done(11, 0x10000, 0x1000, 4096, aio=1),
+    )  # fmt: skip
+    assert both[0]["ctx"] == "submitter" and "ctx" not in both[1]
 
 
 def _read_with_failed_first_bio(after_failure: list[str]) -> list[dict]:
@@ -282,17 +280,8 @@ def test_a_work_item_that_ended_leaves_no_workqueue_mark():
     end = line(7, "workqueue_execute_end",
                "work struct 000000003ea93268: function iomap_dio_complete_work",
                comm="kworker/1:3")  # fmt: skip
-    c = Converter(0xC, LOOP, ctx=True)
-    for rec in parse_records([
-        begin(10, 0x10000, 0, 0x1000, flags="DIRECT", aio=1),
-        it(10, 0, flags="DIRECT"), dstmap(10, 0x900000, 0, 0x10000),
-        bio(10, "R", 0x900000 // 512, 8), it(10, 0x1000, flags="DIRECT"),
-        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
-        work_start(7), end,
-        done(7, 0x10000, 0x1000, 4096, aio=1),
-    ]):  # fmt: skip
-        c.add(rec)
-    (complete,) = [e for e in c.events() if e["ev"] == "complete"]
+    (complete,) = completes(*queued(10, "read"), work_start(7), end,
+                            done(7, 0x10000, 0x1000, 4096, aio=1))  # fmt: skip
     assert complete["ctx"] == "inline"
 
 
@@ -302,15 +291,6 @@ def test_a_completion_in_interrupt_context_is_inline_whatever_task_it_interrupte
     kworker's pid, and its irq-info column says softirq."""
     in_softirq = done(7, 0x10000, 0x1000, 4096, aio=1).replace(".....", "..s..", 1)
     assert "..s.." in in_softirq
-    c = Converter(0xC, LOOP, ctx=True)
-    for rec in parse_records([
-        begin(10, 0x10000, 0, 0x1000, flags="DIRECT", aio=1),
-        it(10, 0, flags="DIRECT"), dstmap(10, 0x900000, 0, 0x10000),
-        bio(10, "R", 0x900000 // 512, 8), it(10, 0x1000, flags="DIRECT"),
-        line(10, "iomap_dio_rw_queued", "dev 7:0 ino 0xc size 0x10000 offset 0x0 length 0x1000"),
-        work_start(7),  # another file's completion work, still running
-        in_softirq,
-    ]):  # fmt: skip
-        c.add(rec)
-    (complete,) = [e for e in c.events() if e["ev"] == "complete"]
+    # work_start: another file's completion work, still running
+    (complete,) = completes(*queued(10, "read"), work_start(7), in_softirq)
     assert complete["ctx"] == "inline"

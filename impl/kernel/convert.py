@@ -271,20 +271,11 @@ class Converter(AroundEngine):
             return
         if b["meta"] or b["op"] not in ("read", "write"):
             return  # the filesystem's own metadata I/O during the request
-        lo = f["sector"] * 512
-        if not r.extent[0] <= lo < lo + f["sectors"] * 512 <= r.extent[1]:
+        addr, length = f["sector"] * 512, f["sectors"] * 512
+        if not r.extent[0] <= addr < addr + length <= r.extent[1]:
             return  # outside the mapping: e.g. a page fault's read while pinning the buffer
-        self._emit(
-            r,
-            {
-                "ev": "bio",
-                "req": r.req,
-                "op": b["op"],
-                "addr": f["sector"] * 512,
-                "len": f["sectors"] * 512,
-                "fua": b["fua"],
-            },
-        )
+        self._emit(r, {"ev": "bio", "req": r.req, "op": b["op"], "addr": addr, "len": length,
+                       "fua": b["fua"]})  # fmt: skip
         # [first sector, end sector, sectors not completed yet, status, request, index]
         self.inflight.append([f["sector"], f["sector"] + f["sectors"], f["sectors"], 0, r, r.nbios])
         r.nbios += 1

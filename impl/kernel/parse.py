@@ -21,19 +21,19 @@ XFS_END_IO_EVENTS = ("xfs_end_io_direct_write", "xfs_reflink_end_cow", "xfs_unwr
 # iomap_dio_done queues iomap_dio_complete_work for a completion run from its workqueue
 WORK_FILTER = "function.function == iomap_dio_complete_work"
 
-LINE = re.compile(
+# "task-pid [cpu] irq-info timestamp: " before every event
+PREFIX = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:(?P<irqinfo>\S+)\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$"
+    r"(?:(?P<irqinfo>\S+)\s+)?(?P<ts>\d+\.\d+):\s+"
 )
+LINE = re.compile(PREFIX + r"(?P<event>\w+):\s?(?P<body>.*)$")
 # the irq-info column ("d.s1."): its third letter says the event ran in a hardirq (h),
 # softirq (s), hardirq inside softirq (H) or NMI (z), whatever task it interrupted
 IRQ_LETTERS = frozenset("hsHz")
 # the syscalls events print themselves: "sys_pwrite64(fd: 3, buf: 0x.., count: 0x64,
 # pos: 5)" on entry, "sys_pwrite64 -> 0x64" on exit (ret as an unsigned long)
 SYSCALL_LINE = re.compile(
-    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<call>sys_\w+)"
-    r"(?:\((?P<args>.*)\)| -> 0x(?P<ret>[0-9a-f]+))$"
+    PREFIX + r"(?P<call>sys_\w+)(?:\((?P<args>.*)\)| -> 0x(?P<ret>[0-9a-f]+))$"
 )
 SYSCALLS = ("pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2")
 # what trace_pipe prints before a CPU's next event when its ring buffer lost some
@@ -72,8 +72,8 @@ FORMATS = {
     # mapping_set_error: the file had a writeback error (errseq: the value before it)
     "filemap_set_wb_err": re.compile(r"dev=(\d+):(\d+) ino=0x([0-9a-f]+) errseq=0x[0-9a-f]+$"),
     # only iomap_dio_complete_work's (WORK_FILTER)
-    "workqueue_execute_start": re.compile(r"^work struct \S+: function (\S+)$"),
-    "workqueue_execute_end": re.compile(r"^work struct \S+: function (\S+)$"),
+    **dict.fromkeys(("workqueue_execute_start", "workqueue_execute_end"),
+                    re.compile(r"^work struct \S+: function (\S+)$")),
     # lines the workload writes to trace_marker before each syscall
     "tracing_mark_write": re.compile(r"^dioconf: (\w+) (\S+) (\d+) (\d+) (\S*)$"),
 }

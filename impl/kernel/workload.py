@@ -233,12 +233,7 @@ class Workload:
             touched = 0
         self._mark("pread", name, pos, length, flags)
         buf = _buffer(length) if buffer_from is None else self._file_buffer(buffer_from, length)
-        if touched is not None:
-            _check_touched(touched, length)
-        elif self.prefault:
-            touched = length
-        for page in range(0, touched or 0, mmap.PAGESIZE):
-            buf[page] = 0
+        _touch(buf, length, touched if touched is not None or self.prefault else 0)
         try:
             res: int | str = os.preadv(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
             if isinstance(res, int) and res > 0:
@@ -274,13 +269,7 @@ class Workload:
             if op == "write":
                 buf[:length] = _fill(pos, length, self.seed)
             else:
-                touched = rest[1] if len(rest) > 1 else None
-                if touched is None:
-                    touched = length
-                else:
-                    _check_touched(touched, length)
-                for page in range(0, touched, mmap.PAGESIZE):
-                    buf[page] = 0
+                _touch(buf, length, rest[1] if len(rest) > 1 else None)
             bufs.append(buf)
             batch.append((op, fd, memoryview(buf)[:length], pos, _rwf(flags), i))
         results: dict[int, int | str] = {}
@@ -392,6 +381,16 @@ def _buffer(length: int) -> mmap.mmap:
 def _check_touched(touched: int, length: int) -> None:
     if not 0 <= touched <= length or touched % mmap.PAGESIZE:
         raise ValueError(f"touched={touched}: a multiple of {mmap.PAGESIZE} up to {length}")
+
+
+def _touch(buf: mmap.mmap, length: int, touched: int | None) -> None:
+    """Fault in the buffer's pages before ``touched`` (None: all of its ``length``)."""
+    if touched is None:
+        touched = length
+    else:
+        _check_touched(touched, length)
+    for page in range(0, touched, mmap.PAGESIZE):
+        buf[page] = 0
 
 
 def _protect(buf: mmap.mmap, offset: int) -> None:
