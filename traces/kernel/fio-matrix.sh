@@ -7,7 +7,7 @@ OUT=${1:?usage: fio-matrix.sh OUT_DIR}; mkdir -p "$OUT"
 for FS in ext4 xfs btrfs; do
  NOCOW=""; [ $FS = btrfs ] && NOCOW='chattr +C $DIOCONF_MNT/d && '
  while read -r NAME ARGS; do
-  python3 -m dioconf record --fs $FS --out $OUT/$NAME --name $NAME -- sh -c "mkdir \$DIOCONF_MNT/d && $NOCOW fio --name=j --directory=\$DIOCONF_MNT/d --filename=f --size=2m --direct=1 $ARGS --output=/dev/null" > $OUT/$FS-$NAME.log 2>&1
+  python3 -m dioconf record --fs $FS --out $OUT/$NAME --name $NAME -- sh -c "mkdir \$DIOCONF_MNT/d && $NOCOW fio --name=j --directory=\$DIOCONF_MNT/d --filename=f --size=2m --direct=1 $ARGS --verify_state_save=0 --output=/dev/null" > $OUT/$FS-$NAME.log 2>&1
   echo "$FS $NAME $(tail -1 $OUT/$FS-$NAME.log)"
  done <<'LIST'
 psync-rw --ioengine=psync --rw=randrw --bs=4k --number_ios=400
