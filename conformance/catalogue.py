@@ -22,3 +22,44 @@ PROFILES: dict[str, tuple[int, int, bool]] = {
     "dev": (200, 40, False),
     "nightly": (2000, 60, False),
 }
+
+# -- the real kernel (dioconf run --kernel) --------------------------------------------
+KERNEL_FS: tuple[str, ...] = ("ext4", "xfs", "btrfs")
+# geometry name: mkfs options (the first is each filesystem's default); btrfs: files
+# NOCOW (the iomap path) or COW (data checksums: direct writes fall back to buffered)
+KERNEL_GEOMETRIES: dict[str, dict[str, tuple[str, ...]]] = {
+    "ext4": {"4k": ("-b", "4096"), "1k": ("-b", "1024")},
+    "xfs": {"4k": ("-b", "size=4096"), "16k": ("-b", "size=16384"),
+            "64k": ("-b", "size=65536")},  # blocks larger than the page: since 6.12
+    "btrfs": {"nocow": (), "cow": ()},
+}  # fmt: skip
+SECTOR_SIZES: tuple[int, ...] = (512, 4096)  # the loop device's logical block size
+# the mkfs option telling it the device's sector size (mkfs runs on the image file)
+SECTOR_OPTION: dict[str, tuple[str, ...]] = {"xfs": ("-s", "size={}"), "ext4": (),
+                                             "btrfs": ()}  # fmt: skip
+# --fast: runs x operations per run, per filesystem and geometry; seeds as PROFILES
+FAST_PROFILES: dict[str, tuple[int, int, bool]] = {
+    "ci": (20, 500, True),
+    "dev": (50, 1000, False),
+    "nightly": (400, 2000, False),
+}
+# through Hypothesis: examples x operations per example
+KERNEL_PROFILES: dict[str, tuple[int, int, bool]] = {
+    "ci": (400, 100, True),
+    "dev": (600, 150, False),
+    "nightly": (5000, 200, False),
+}
+# findings known to be allowed by default nowhere: a run reports every finding unless
+# the command line allows it (--allow-finding NAME)
+
+
+def kernel_mkfs_options(fs: str, geometry: str, sector_size: int) -> tuple[str, ...]:
+    """mkfs options for ``fs`` in ``geometry`` on a device of ``sector_size``."""
+    try:
+        opts = KERNEL_GEOMETRIES[fs][geometry]
+    except KeyError:
+        known = ", ".join(f"{f}:{g}" for f, gs in KERNEL_GEOMETRIES.items() for g in gs)
+        raise ValueError(f"unknown geometry {fs}:{geometry}; known: {known}") from None
+    if sector_size != 512:
+        opts += tuple(o.format(sector_size) for o in SECTOR_OPTION[fs])
+    return opts

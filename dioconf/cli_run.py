@@ -45,6 +45,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-proofs", action="store_true", help="skip the z3 proofs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    from .cli_kernel import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -60,6 +63,18 @@ def _proofs() -> tuple[list[Any], float]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .conformance.run import UsageError, run_suite
+
+    if args.kernel or args.replay:
+        from .cli_kernel import cmd_kernel
+
+        return cmd_kernel(args)
+    kernel_only = [o for o, v in (("--fast", args.fast), ("--allow-finding", args.allow_finding),
+                                  ("--sector-size", args.sector_size),
+                                  ("--write-cache", args.write_cache), ("--ops", args.ops))
+                   if v]  # fmt: skip
+    if kernel_only:
+        print(f"dioconf run: {kernel_only[0]} needs --kernel", file=sys.stderr)
+        return EXIT_USAGE
 
     if args.examples is not None and args.examples < 1:
         print("dioconf run: --examples must be at least 1", file=sys.stderr)

@@ -97,6 +97,15 @@ def unmount(path: Path) -> None:
         raise RuntimeError(proc.stderr.strip() or f"{path} is still mounted")
 
 
+def remount(m: MountedFs) -> None:
+    """Unmount ``m`` and mount it again (its files' descriptors must be closed): the
+    page cache starts empty and everything comes from the disk. Should mounting fail,
+    the mount point is left empty; ``kernel_fs`` still detaches and removes the rest."""
+    with critical():
+        unmount(m.mnt)
+        _run(["mount", m.loop, str(m.mnt)])
+
+
 def _unmount_lazily(path: Path) -> None:
     """The last resort, once plain unmounting failed: detach the mount from the tree."""
     if _mounted(path):
@@ -161,10 +170,14 @@ def kernel_fs(
     workdir: str | os.PathLike[str] | None = None,
     write_cache: bool | None = None,
     fuse: bool = False,
+    mkfs_options: tuple[str, ...] = (),
+    sector_size: int | None = None,
 ) -> Iterator[MountedFs]:
     """Mount a fresh ``fs`` on a loop device for the duration of the block; ``fuse``:
     the loop device's backing file is the image served through FUSE (``m.disk``, whose
-    ``fail()`` makes chosen ranges answer an errno)."""
+    ``fail()`` makes chosen ranges answer an errno). ``mkfs_options``: added to the
+    mkfs command (a block size); ``sector_size``: the loop device's logical block size
+    (``losetup --sector-size``)."""
     check_environment(fs)
     if fuse and not FUSE_DEV.exists():
         raise KernelUnavailable(f"no FUSE: {FUSE_DEV} is missing.")
@@ -177,7 +190,7 @@ def kernel_fs(
         image = tmp / f"{fs}.img"
         with open(image, "wb") as f:
             f.truncate(size)  # sparse
-        _run([*MKFS[fs], str(image)])
+        _run([*MKFS[fs], *mkfs_options, str(image)])
         backing, disk = image, None
         if fuse:
             fmnt = tmp / "fuse"
@@ -192,7 +205,8 @@ def kernel_fs(
         # released by identity: also a device attached by an interrupted losetup
         undo.push(f"detach the loop device of {backing}", lambda: _detach_image(backing))
         with critical():
-            loop = _run(["losetup", "--find", "--show", str(backing)]).strip()
+            sector = ["--sector-size", str(sector_size)] if sector_size else []
+            loop = _run(["losetup", "--find", "--show", *sector, str(backing)]).strip()
         cache = Path("/sys/block") / Path(loop).name / "queue" / "write_cache"
         if write_cache is not None:
             undo.acquire(f"restore {cache}", lambda: cache.read_text().strip(), cache.write_text)

@@ -1,0 +1,179 @@
+"""``--fast``: seeded operation lists, each operation checked, failures shrunk.
+
+Run ``r`` of a fast run performs ``draw_ops(run_seed(seed, r), ops, caps)`` on fresh
+files of the backend through ``FileRun``. No Hypothesis: drawing costs next to nothing,
+and every run is reproducible from (seed, r) alone. A failure is shrunk by delta
+debugging (each attempt on fresh files of the same backend), then performed once more for
+its story, and reported with the shrunk operation list. Findings the caller allows are
+counted and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from attrs import define, field
+
+from ..model.pattern import WID_LIMIT
+from .backend import FileBackend
+from .file_check import WID_STRIDE, Failure, FileRun
+from .file_ops_gen import Op, draw_ops
+
+SHRINK_ATTEMPTS = 400
+
+
+def run_seed(seed: int, r: int) -> int:
+    return seed * 1_000_003 + r
+
+
+@define
+class Shrunk:
+    """A failure with its shortest operation list found."""
+
+    failure: Failure
+    ops: list[Op]
+    story: list[str]
+    seed: int
+    run: int
+    original_length: int
+    attempts: int
+
+
+@define
+class FastReport:
+    backend: str
+    seed: int
+    runs: int = 0
+    steps: int = 0
+    syscalls: int = 0
+    seconds: float = 0.0
+    failures: list[Shrunk] = field(factory=list)
+    repeats: Counter[str] = field(factory=Counter)  # failures met again, not re-shrunk
+    allowed: Counter[str] = field(factory=Counter)  # allowed findings met
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted
+
+    def count(self, run: FileRun, allow: frozenset[str]) -> None:
+        """A run's findings met: the caller's allowed ones, and repeats of failures
+        reported already."""
+        for name, n in run.allowed.items():
+            (self.allowed if name in allow else self.repeats)[name] += n
+
+
+class _Runs:
+    """Fresh file names (and write ids) for every attempt on one backend; the steps
+    performed in all of them."""
+
+    def __init__(self, backend: FileBackend, allow: frozenset[str]) -> None:
+        self.backend, self.allow, self.n, self.steps = backend, allow, 0, 0
+
+    def run_with(self, perform: Callable[[FileRun], None]) -> FileRun:
+        """A fresh run, started, given to ``perform``; its files removed after."""
+        self.n += 1
+        base = self.n % (WID_LIMIT // WID_STRIDE) * WID_STRIDE
+        run = FileRun(self.backend, f"a{self.n}-", allow=self.allow, wid_base=base)
+        try:
+            run.start()
+            perform(run)
+        finally:
+            self.steps += run.steps
+            for name in run.inos:
+                self.backend.remove(run.prefix + name)
+        return run
+
+    def perform(self, ops: Sequence[Op]) -> tuple[Failure | None, FileRun]:
+        failure: list[Failure] = []
+
+        def steps(run: FileRun) -> None:
+            for i, op in enumerate(ops):
+                bad = run.step(i, op)
+                if bad is not None:
+                    failure.append(bad)
+                    return
+                if run.ended:
+                    return
+
+        run = self.run_with(steps)
+        return (failure[0] if failure else None), run
+
+
+def shrink(runs: _Runs, ops: list[Op], name: str,
+           budget: int = SHRINK_ATTEMPTS) -> tuple[list[Op], int]:  # fmt: skip
+    """The shortest sublist of ``ops`` found (ddmin, then one-by-one removal) that
+    still fails with ``name``; and the attempts it took."""
+    attempts = 0
+
+    def fails(candidate: list[Op]) -> bool:
+        nonlocal attempts
+        attempts += 1
+        failure, _ = runs.perform(candidate)
+        return failure is not None and failure.name == name
+
+    n = 2
+    while len(ops) >= 2 and attempts < budget:
+        chunk = -(-len(ops) // n)
+        parts = [ops[i : i + chunk] for i in range(0, len(ops), chunk)]
+        for i in range(len(parts)):
+            rest = [op for j, p in enumerate(parts) if j != i for op in p]
+            if attempts < budget and fails(rest):
+                ops, n = rest, max(n - 1, 2)
+                break
+        else:
+            if n >= len(ops):
+                break
+            n = min(len(ops), 2 * n)
+    i = len(ops) - 1
+    while i >= 0 and attempts < budget:  # then each operation alone
+        candidate = ops[:i] + ops[i + 1 :]
+        if candidate and fails(candidate):
+            ops = candidate
+        i -= 1
+    return ops, attempts
+
+
+def run_fast(
+    backend: FileBackend,
+    *,
+    seed: int,
+    runs: int,
+    ops: int,
+    allow: frozenset[str] = frozenset(),
+    stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> FastReport:
+    """``runs`` runs of ``ops`` operations each; the report."""
+    report = FastReport(backend.name, seed)
+    t0 = time.perf_counter()
+    performer = _Runs(backend, allow)
+    for r in range(runs):
+        if stop():
+            report.interrupted = True
+            break
+        drawn = draw_ops(run_seed(seed, r), ops, backend.caps)
+        failure, run = performer.perform(drawn)
+        report.runs += 1
+        report.count(run, allow)
+        if failure is not None:
+            report.failures.append(_shrunk(performer, drawn, failure, seed, r))
+            # reported once: later runs go past it (counted as a repeat) to find others
+            performer.allow |= {failure.name}
+        progress(r + 1, runs)
+    report.steps = performer.steps
+    report.seconds = time.perf_counter() - t0
+    report.syscalls = getattr(backend, "syscalls", 0)
+    return report
+
+
+def _shrunk(performer: _Runs, drawn: list[Op], failure: Failure, seed: int, r: int) -> Shrunk:
+    prefix = drawn[: failure.index + 1]
+    ops, attempts = shrink(performer, prefix, failure.name)
+    final, run = performer.perform(ops)
+    if final is None or final.name != failure.name:  # flaky: keep the unshrunk list
+        ops = prefix
+        final, run = performer.perform(ops)
+    return Shrunk(final or failure, ops, run.story, seed, r, len(prefix), attempts)

@@ -1,0 +1,353 @@
+"""Operations performed on a backend, each checked against the file-level oracle.
+
+``FileRun`` performs ``Op``s (``file_ops_gen.py``) on a ``FileBackend`` and keeps the
+oracle (``model/oracle.py``) in step: after each operation the syscall's result must be
+one the user's contract allows, and the touched range and the file's size must read as
+the oracle says; after a remount, whole files. What breaks the contract is a ``Failure``
+named by ``findings.classify``: a known finding by its name, anything else by what went
+wrong. A finding the caller allows is counted, and the run goes on as if the oracle had
+allowed it.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import re
+from collections import Counter
+
+from attrs import define, field, frozen
+
+from ..model.errno import EAGAIN, EFAULT, EINVAL
+from ..model.oracle import Oracle, Problem
+from ..model.oracle_state import SECTOR
+from ..model.pattern import describe, pattern
+from .backend import FileBackend
+from .file_ops_gen import Op
+from .findings import FINDING_HEAD_PAD, absorb, classify, zeroed_own_data
+
+Result = int
+WID_STRIDE = 100_000  # run k writes wids k * WID_STRIDE + 1...
+
+
+@frozen
+class Failure:
+    """What broke the contract, at which operation."""
+
+    name: str  # a finding's name (findings.py) or unexplained-KIND
+    index: int  # the operation (0-based)
+    message: str
+
+    @property
+    def known(self) -> bool:
+        return not self.name.startswith("unexplained-")
+
+
+@define
+class FileRun:
+    """One run: its own files (``prefix`` + ``f0``...) on a shared backend."""
+
+    backend: FileBackend
+    prefix: str
+    files: int = 2
+    wid_base: int = 0  # this run's writes are wid_base + op.wid (WID_STRIDE apart)
+    allow: frozenset[str] = frozenset()
+    oracle: Oracle = field(factory=Oracle)
+    inos: dict[str, int] = field(factory=dict)
+    story: list[str] = field(factory=list)  # one line per operation, with its result
+    allowed: Counter[str] = field(factory=Counter)  # allowed findings met, by name
+    steps: int = 0
+    # an allowed finding the oracle cannot follow (stale bytes) ends the run, clean
+    ended: bool = False
+    # a direct write that reached past EOF failed (evidence for findings.classify:
+    # where ext4 leaves written blocks behind)
+    failed_past_eof: bool = False
+    failed_end: dict[str, int] = field(factory=dict)  # by file: the furthest such end
+    reflinked: bool = False  # data may have moved (a reflink succeeded)
+
+    def wid(self, op: Op) -> int:
+        """The write id of ``op``'s data in this run: runs sharing a backend write
+        different data, so bytes of another run's (deleted) file read back are stale."""
+        if not 0 < op.wid < WID_STRIDE:
+            raise ValueError(f"write ids are 1..{WID_STRIDE - 1}, not {op.wid}")
+        return self.wid_base + op.wid
+
+    def foreign(self, data: bytes, pos: int) -> bool:
+        """``data`` (read at ``pos``) holds another run's writes, or this run's moved
+        where no reflink moved them: stale data (freed blocks handed out unzeroed)."""
+        for _, _, lab in describe(data, pos):
+            if lab.startswith("write #"):
+                wid = int(lab[7:].split()[0])
+                if wid - wid % WID_STRIDE != self.wid_base:
+                    return True
+                if "(from offset" in lab and not self.reflinked:
+                    return True
+        return False
+
+    def start(self) -> None:
+        for i in range(self.files):
+            name = f"f{i}"
+            ino = self.backend.create(self.prefix + name)
+            self.inos[name] = ino
+            self.oracle = self.oracle.create(ino)
+
+    # -- one operation --------------------------------------------------------------------
+
+    def step(self, index: int, op: Op) -> Failure | None:
+        """Perform ``op``; the first way it broke the contract, or None."""
+        self.steps += 1
+        if op.kind in ("pread", "bread"):
+            ret, data = _read(self, op)
+            self.story.append(f"{index:4}: {op} -> {_show(ret)}")
+            return self._check_size(index, op, ret, op.file) or self.check_read(
+                index, op, ret, data
+            )
+        ret = _perform(self, op)
+        self.story.append(f"{index:4}: {op} -> {_show(ret)}")
+        bad = self._result_problem(op, ret)
+        if bad is not None:
+            return self._result_failure(index, op, ret, bad)
+        self._apply(op, ret)
+        return self._check_after(index, op, ret)
+
+    def _result_problem(self, op: Op, ret: Result) -> str | None:
+        """Why ``ret`` is not a result the contract allows for ``op`` (None: it is)."""
+        k = op.kind
+        nowait = "NOWAIT" in op.flags
+        if k == "pwrite":
+            if ret > op.length:
+                return f"the write returned {ret}, more than its {op.length} bytes"
+            if op.fault_at is not None and ret > op.fault_at:
+                return f"the write returned {ret} past its buffer's fault at {op.fault_at}"
+            if ret < 0:
+                ok = (op.fault_at is not None and ret == EFAULT) or (nowait and ret == EAGAIN)
+                return None if ok else f"the write failed with {_show(ret)}"
+            if ret < op.length and op.fault_at is None and not nowait:
+                return f"a short write: {ret} of {op.length} bytes"
+            return None
+        if k == "bwrite":
+            return None if ret == op.length else f"the buffered write returned {_show(ret)}"
+        if k == "reflink":
+            # FICLONERANGE: a source range past the source's EOF is -EINVAL
+            # (generic_remap_checks); the ranges are block-aligned and in different files
+            src_size = max(self.oracle.file(self.inos[op.src]).sizes)
+            want = EINVAL if op.spos + op.length > src_size else 0
+            if ret == want:
+                return None
+            return f"FICLONERANGE returned {_show(ret)}, expected {_show(want)} " \
+                f"(source i_size {src_size})"
+        return None if ret == 0 else f"{k} failed with {_show(ret)}"
+
+    def _apply(self, op: Op, ret: Result) -> None:
+        """The oracle follows the operation."""
+        o, k = self.oracle, op.kind
+        ino = self.inos.get(op.file, 0)
+        if ret < 0 and k != "pwrite":
+            return  # (an error the contract allows: nothing changed)
+        if k == "pwrite" and ret < 0 and op.pos + op.length > max(o.file(ino).sizes):
+            self.failed_past_eof = True
+            end = op.pos + op.length
+            self.failed_end[op.file] = max(end, self.failed_end.get(op.file, 0))
+        if k == "reflink":
+            self.reflinked = True
+        if k == "pwrite":
+            durable = ret > 0 and bool({"DSYNC", "SYNC"} & op.flags)
+            o = o.direct_write(ino, op.pos, op.length, self.wid(op), ret if ret >= 0 else -1,
+                               durable=durable)  # fmt: skip
+        elif k == "bwrite":
+            o = o.buffered_write(ino, op.pos, op.length, self.wid(op))
+        elif k in ("fsync", "fdatasync"):
+            o = o.fsync(ino)
+        elif k == "truncate":
+            o = o.truncate(ino, op.pos)
+        elif k == "fallocate":
+            o = o.fallocate(ino, op.pos, op.length, op.keep_size)
+        elif k == "punch":
+            o = o.punch(ino, op.pos, op.length)
+        elif k == "reflink":
+            o = o.reflink(self.inos[op.src], op.spos, ino, op.pos, op.length)
+        self.oracle = o
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _check_after(self, index: int, op: Op, ret: Result) -> Failure | None:
+        if op.kind == "remount":
+            for name in self.inos:
+                bad = self._check_file(index, op, ret, name, 0, None)
+                if bad is not None or self.ended:
+                    return bad
+            return None
+        if op.kind in ("fsync", "fdatasync", "drop_cache"):
+            return None
+        lo, hi = op.pos, op.pos + op.length
+        if op.kind == "truncate":
+            lo, hi = max(0, op.pos - 4096), op.pos + 4096
+        bad = self._check_file(index, op, ret, op.file, lo, hi)
+        if bad is None and not self.ended and op.kind == "pwrite" and ret == EFAULT:
+            return self._check_failed_write(index, op, ret)
+        return bad
+
+    def _check_failed_write(self, index: int, op: Op, ret: Result) -> Failure | None:
+        """A write that failed with EFAULT may leave its range unspecified, but not
+        zero the data it had submitted (findings.zeroed_own_data)."""
+        at = zeroed_own_data(op, self.backend.caps.block_size)
+        if at is None:
+            return None
+        lo, hi = at
+        data = self.backend.read_view(self.prefix + op.file, lo - SECTOR, hi - lo + SECTOR)
+        if data[:SECTOR] != pattern(self.wid(op), lo - SECTOR, SECTOR) or data[SECTOR:].count(0) \
+                != hi - lo:  # fmt: skip
+            return None
+        name = FINDING_HEAD_PAD
+        if name in self.allow:
+            self.allowed[name] += 1
+            return None
+        return Failure(name, index, f"the write failed with EFAULT at buffer offset "
+                       f"{op.fault_at}, and its data landed up to {lo}, but [{lo}, {hi}) "
+                       "reads as zeros although the buffer held that data in a page before "
+                       "the fault: the request zeroed data it had just written")  # fmt: skip
+
+    def _check_size(self, index: int, op: Op, ret: Result, name: str) -> Failure | None:
+        ino = self.inos[name]
+        size = self.backend.size(self.prefix + name)
+        problems = self.oracle.check_size(ino, size)
+        if problems:
+            bad = self._failure(index, op, ret, problems, size=size)
+            if bad is not None or self.ended:
+                return bad
+        self.oracle = self.oracle.observe_size(ino, size)
+        return None
+
+    def _check_file(self, index: int, op: Op, ret: Result, name: str, lo: int,
+                    hi: int | None) -> Failure | None:  # fmt: skip
+        """Size, then ``[lo, hi)`` (None: to EOF) as a reader sees it."""
+        bad = self._check_size(index, op, ret, name)
+        if bad is not None or self.ended:
+            return bad
+        ino = self.inos[name]
+        size = max(self.oracle.file(ino).sizes)
+        hi = size if hi is None else min(hi, size)
+        if lo >= hi:
+            return None
+        data = self.backend.read_view(self.prefix + name, lo, hi - lo)
+        return self._check_data(index, op, ret, ino, lo, data)
+
+    def _check_data(self, index: int, op: Op, ret: Result, ino: int, pos: int,
+                    data: bytes) -> Failure | None:  # fmt: skip
+        problems = self.oracle.check_read(ino, pos, data)
+        if problems:
+            bad = self._failure(index, op, ret, problems, data, pos)
+            if bad is not None or self.ended:
+                return bad
+        self.oracle = self.oracle.observe(ino, pos, data)
+        return None
+
+    def _failure(self, index: int, op: Op, ret: Result, problems: list[Problem],
+                 data: bytes = b"", pos: int = 0, size: int = -1) -> Failure | None:  # fmt: skip
+        """A failure for ``problems``, or None when they are evidence of an allowed
+        finding (the oracle then allows what was seen)."""
+        kinds = sorted({p.kind for p in problems})
+        if kinds == ["mismatch"] and any(
+            self.foreign(data[p.start - pos : p.end - pos], p.start) for p in problems
+        ):
+            kinds = ["stale"]  # another run's data: blocks handed out without zeroing
+        failed_end = self.failed_end.get(name_of(problems[0].ino, self.inos), 0)
+        name = classify(op, ret, kinds[0], problems, data, pos, self.backend.caps.block_size,
+                        size=size, failed_past_eof=self.failed_past_eof,
+                        failed_end=failed_end)  # fmt: skip
+        if name in self.allow:
+            self.allowed[name] += 1
+            if kinds == ["stale"] or name.startswith("unexplained-"):
+                # no candidate stands for what freed blocks held, or for what an
+                # unexplained failure did: the run ends here, clean
+                self.ended = True
+                return None
+            wid = self.wid(op) if op.wid else 0
+            self.oracle = absorb(name, self.oracle, self.inos[op.file], op, wid, problems, size)
+            return None
+        message = "\n".join(self.relative(str(p)) for p in problems[:6])
+        return Failure(name, index, message)
+
+    def relative(self, text: str) -> str:
+        """``text`` with this run's write ids as the operations show them (#7, not
+        #300007) and other runs' marked as such."""
+
+        def show(m: re.Match[str]) -> str:
+            wid = int(m.group(1))
+            if wid - wid % WID_STRIDE == self.wid_base:
+                return f"#{wid % WID_STRIDE}"
+            return f"#{wid} (another run's data)"
+
+        return re.sub(r"#(\d+)", show, text)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def check_read(self, index: int, op: Op, ret: Result, data: bytes) -> Failure | None:
+        """A read returned ``ret`` and ``data``: its length against i_size, its bytes
+        against the oracle."""
+        if self.ended:
+            return None
+        ino = self.inos[op.file]
+        sizes = self.oracle.file(ino).sizes
+        if ret < 0:
+            if ret == EAGAIN and "NOWAIT" in op.flags:
+                return None
+            return self._result_failure(index, op, ret, f"the read failed with {_show(ret)}")
+        want = {max(0, min(op.length, s - op.pos)) for s in sizes}
+        if "NOWAIT" in op.flags and 0 < ret <= max(want):
+            pass  # preadv2(2): RWF_NOWAIT returns what was read without waiting
+        elif ret not in want:
+            return self._result_failure(
+                index, op, ret, f"the read returned {ret}, expected "
+                f"{' or '.join(map(str, want))} (i_size {' or '.join(map(str, sorted(sizes)))})")
+        return self._check_data(index, op, ret, ino, op.pos, data[:ret])
+
+    def _result_failure(self, index: int, op: Op, ret: Result, message: str) -> Failure | None:
+        """A result the contract does not allow: a failure, or None when it is an
+        allowed finding (nothing changed, so the oracle stays as it is)."""
+        size = max(self.oracle.file(self.inos[op.file]).sizes)
+        name = classify(op, ret, "result", size=size)
+        if name in self.allow:
+            self.allowed[name] += 1
+            self.ended = name.startswith("unexplained-")  # (what did it do?)
+            return None
+        return Failure(name, index, message)
+
+
+def name_of(ino: int, inos: dict[str, int]) -> str:
+    return next((name for name, i in inos.items() if i == ino), "")
+
+
+def _show(ret: Result) -> str:
+    """A result as the user reads it: a count, or -EFAULT."""
+    return str(ret) if ret >= 0 else "-" + (errno_mod.errorcode.get(-ret) or str(-ret))
+
+
+def _perform(r: FileRun, op: Op) -> Result:
+    """Do ``op`` (not a read) on the backend."""
+    b, name, k = r.backend, r.prefix + op.file, op.kind
+    if k == "pwrite":
+        return b.direct_write(name, op.pos, op.length, r.wid(op), op.flags, op.fault_at)
+    if k == "bwrite":
+        return b.buffered_write(name, op.pos, op.length, r.wid(op))
+    if k in ("fsync", "fdatasync"):
+        return b.fsync(name, k == "fdatasync")
+    if k == "truncate":
+        return b.truncate(name, op.pos)
+    if k == "fallocate":
+        return b.fallocate(name, op.pos, op.length, op.keep_size)
+    if k == "punch":
+        return b.punch(name, op.pos, op.length)
+    if k == "reflink":
+        return b.reflink(r.prefix + op.src, op.spos, name, op.pos, op.length)
+    if k == "drop_cache":
+        return b.drop_cache(name)
+    if k == "remount":
+        return b.remount()
+    raise ValueError(f"not an operation FileRun performs: {op}")
+
+
+def _read(r: FileRun, op: Op) -> tuple[Result, bytes]:
+    name = r.prefix + op.file
+    if op.kind == "pread":
+        return r.backend.direct_read(name, op.pos, op.length, op.flags)
+    return r.backend.buffered_read(name, op.pos, op.length)

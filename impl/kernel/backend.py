@@ -1,0 +1,261 @@
+"""The real kernel as a conformance backend (``conformance/backend.py``).
+
+``KernelBackend`` performs each operation with the real syscall on a file of a
+loop-mounted filesystem (``fixture.kernel_fs``): O_DIRECT ``preadv2``/``pwritev2`` from
+page-aligned anonymous buffers, whose pages from ``fault_at`` on are ``PROT_NONE`` when a
+fault is asked for; buffered I/O through a second descriptor; fallocate, punch hole,
+truncate, FICLONERANGE, fsync/fdatasync, POSIX_FADV_DONTNEED; unmount and mount again.
+Data is ``model.pattern.pattern`` (the bytes are a function of the write id and the
+offset, so nothing is kept in memory).
+
+Every descriptor is known to ``close`` from the moment it exists (``critical``): an
+interrupt leaves nothing open to keep the mount busy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import struct
+from collections.abc import Iterable
+
+from ...conformance.backend import Capabilities
+from ...model.pattern import pattern
+from .cleanup import critical, releasing
+from .fixture import MountedFs, remount
+from .workload import FALLOC_FL_KEEP_SIZE, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_NOCOW_FL
+
+FALLOC_FL_PUNCH_HOLE = 0x02
+FICLONERANGE = 0x4020940D  # _IOW(0x94, 13, struct file_clone_range)
+RWF = {"DSYNC": os.RWF_DSYNC, "SYNC": os.RWF_SYNC, "NOWAIT": os.RWF_NOWAIT}
+POOL = 1 << 20  # the largest request the pooled buffer serves
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def _errno(exc: OSError) -> int:
+    return -(exc.errno or errno.EIO)
+
+
+def _rwf(flags: Iterable[str]) -> int:
+    value = 0
+    for f in flags:
+        value |= RWF[f]
+    return value
+
+
+def _buffer(length: int) -> mmap.mmap:
+    buf = mmap.mmap(-1, max(length, 1))
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return buf
+
+
+def _protect_from(buf: mmap.mmap, offset: int, length: int) -> None:
+    """mprotect(PROT_NONE) ``buf[offset:length]`` (whole pages)."""
+    view = ctypes.c_char.from_buffer(buf)
+    addr = ctypes.addressof(view) + offset
+    del view  # no export may outlive this: the buffer is closed later
+    if _libc.mprotect(addr, length - offset, 0):
+        raise OSError(ctypes.get_errno(), "mprotect failed")
+
+
+class KernelBackend:
+    """One mounted filesystem; files are created in ``m.mnt / prefix``."""
+
+    def __init__(self, m: MountedFs, *, nocow: bool = True, label: str = "") -> None:
+        self.m = m
+        self.nocow = nocow  # btrfs: files without data checksums (the iomap path)
+        g = m.geometry
+        self.caps = Capabilities(
+            block_size=g.fs_block_size, logical_block_size=g.logical_block_size,
+            page_size=g.page_size, reflink=m.fs in ("xfs", "btrfs"), remount=True,
+        )  # fmt: skip
+        self.name = label or f"kernel {m.fs}"
+        self._fds: dict[str, tuple[int, int]] = {}  # name: (O_DIRECT fd, buffered fd)
+        self._names: list[str] = []
+        self._pool = _buffer(POOL)
+        for page in range(0, POOL, mmap.PAGESIZE):
+            self._pool[page] = 0  # resident: a no-fault iterator (btrfs) can pin it
+        self.syscalls = 0
+
+    # -- descriptors --------------------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        return str(self.m.mnt / name)
+
+    def _fd(self, name: str, direct: bool = True) -> int:
+        fds = self._fds.get(name)
+        if fds is None:
+            with critical():  # known to close() from the moment they exist
+                d = os.open(self._path(name), os.O_RDWR | os.O_DIRECT)
+                self._fds[name] = (d, -1)
+                b = os.open(self._path(name), os.O_RDWR)
+                fds = self._fds[name] = (d, b)
+        return fds[0] if direct else fds[1]
+
+    @releasing
+    def close(self) -> None:
+        """Close every descriptor (idempotent, also after an interrupted call)."""
+        with critical():
+            while self._fds:
+                for fd in self._fds.popitem()[1]:
+                    if fd >= 0:
+                        os.close(fd)
+        if not self._pool.closed:
+            self._pool.close()
+
+    # -- operations -----------------------------------------------------------------------
+
+    def create(self, name: str) -> int:
+        with critical():
+            fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                if self.m.fs == "btrfs" and self.nocow:
+                    flags = bytearray(4)
+                    fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+                    value = int.from_bytes(flags, "little") | FS_NOCOW_FL
+                    fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, "little"))
+                ino = os.fstat(fd).st_ino
+            finally:
+                os.close(fd)
+        self._names.append(name)
+        return ino
+
+    def direct_write(self, name: str, pos: int, length: int, wid: int,
+                     flags: frozenset[str], fault_at: int | None) -> int:  # fmt: skip
+        fd = self._fd(name)
+        data = pattern(wid, pos, length)
+        if fault_at is None and length <= POOL:
+            self._pool[:length] = data
+            return self._pwritev(fd, memoryview(self._pool)[:length], pos, flags)
+        buf = _buffer(length)
+        try:
+            n = length if fault_at is None else fault_at
+            buf[:n] = data[:n]
+            if fault_at is not None:
+                _protect_from(buf, fault_at, len(buf))
+            view = memoryview(buf)[:length]
+            try:
+                return self._pwritev(fd, view, pos, flags)
+            finally:
+                view.release()
+        finally:
+            buf.close()
+
+    def _pwritev(self, fd: int, view: memoryview, pos: int, flags: frozenset[str]) -> int:
+        self.syscalls += 1
+        try:
+            return os.pwritev(fd, [view], pos, _rwf(flags))
+        except OSError as exc:
+            return _errno(exc)
+
+    def direct_read(self, name: str, pos: int, length: int,
+                    flags: frozenset[str]) -> tuple[int, bytes]:  # fmt: skip
+        return self._read(self._fd(name), pos, length, _rwf(flags))
+
+    def _read(self, fd: int, pos: int, length: int, rwf: int = 0) -> tuple[int, bytes]:
+        self.syscalls += 1
+        if length > POOL:
+            raise ValueError(f"reads of at most {POOL} bytes, not {length}")
+        view = memoryview(self._pool)[:length]
+        try:
+            n = os.preadv(fd, [view], pos, rwf)
+        except OSError as exc:
+            return _errno(exc), b""
+        finally:
+            view.release()
+        return n, self._pool[:n]
+
+    def buffered_write(self, name: str, pos: int, length: int, wid: int) -> int:
+        self.syscalls += 1
+        try:
+            return os.pwrite(self._fd(name, direct=False), pattern(wid, pos, length), pos)
+        except OSError as exc:
+            return _errno(exc)
+
+    def buffered_read(self, name: str, pos: int, length: int) -> tuple[int, bytes]:
+        return self._read(self._fd(name, direct=False), pos, length)
+
+    def _call(self, fn: object, *args: object) -> int:
+        self.syscalls += 1
+        try:
+            fn(*args)  # type: ignore[operator]
+        except OSError as exc:
+            return _errno(exc)
+        return 0
+
+    def fsync(self, name: str, data_only: bool) -> int:
+        return self._call(os.fdatasync if data_only else os.fsync, self._fd(name, False))
+
+    def truncate(self, name: str, size: int) -> int:
+        return self._call(os.ftruncate, self._fd(name, False), size)
+
+    def _fallocate(self, fd: int, mode: int, pos: int, length: int) -> None:
+        if _libc.fallocate(fd, mode, pos, length):
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    def fallocate(self, name: str, pos: int, length: int, keep_size: bool) -> int:
+        mode = FALLOC_FL_KEEP_SIZE if keep_size else 0
+        return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+
+    def punch(self, name: str, pos: int, length: int) -> int:
+        mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+
+    def reflink(self, src: str, spos: int, dst: str, dpos: int, length: int) -> int:
+        arg = struct.pack("=qQQQ", self._fd(src, False), spos, length, dpos)
+        return self._call(fcntl.ioctl, self._fd(dst, False), FICLONERANGE, arg)
+
+    def drop_cache(self, name: str) -> int:
+        return self._call(os.posix_fadvise, self._fd(name, False), 0, 0,
+                          os.POSIX_FADV_DONTNEED)  # fmt: skip
+
+    def remount(self) -> int:
+        """Close every file, unmount, mount again; files reopen on their next use."""
+        pool, self._pool = self._pool, _buffer(0)  # close() must not drop the pool
+        try:
+            self.close()
+        finally:
+            self._pool.close()
+            self._pool = pool
+        try:
+            remount(self.m)
+        except Exception as exc:
+            raise RuntimeError(f"remounting {self.m.mnt} failed: {exc}") from exc
+        return 0
+
+    def remove(self, name: str) -> int:
+        with critical():
+            for fd in self._fds.pop(name, ()):
+                if fd >= 0:
+                    os.close(fd)
+        if name in self._names:
+            self._names.remove(name)
+        return self._call(os.unlink, self._path(name))
+
+    # -- queries --------------------------------------------------------------------------
+
+    def size(self, name: str) -> int:
+        return os.fstat(self._fd(name, False)).st_size
+
+    def read_view(self, name: str, pos: int, length: int) -> bytes:
+        fd = self._fd(name, False)
+        out = bytearray()
+        while length > 0:
+            n, data = self._read(fd, pos, min(length, POOL))
+            if n <= 0:
+                if n < 0:
+                    raise OSError(-n, f"read view of {name} at {pos}: {os.strerror(-n)}")
+                break
+            out += data
+            pos, length = pos + n, length - n
+        return bytes(out)
+
+    def files(self) -> list[str]:
+        return list(self._names)
