@@ -70,10 +70,12 @@ class Op:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "file": self.file}
-        for name in ("pos", "length", "wid", "fault_at", "keep_size", "src", "spos"):
+        for name in ("pos", "length", "wid", "keep_size", "src", "spos"):
             value = getattr(self, name)
-            if value not in (0, None, False, ""):
+            if value not in (0, False, ""):
                 d[name] = value
+        if self.fault_at is not None:  # 0 is a fault too: at the buffer's first page
+            d["fault_at"] = self.fault_at
         if self.flags:
             d["flags"] = sorted(self.flags)
         return d

@@ -129,8 +129,9 @@ def check_kernel_environment(targets: Sequence[Target]) -> None:
     for fs in dict.fromkeys(t.fs for t in targets):
         try:
             check_environment(fs)
-        except KernelUnavailable as exc:
-            raise KernelUsageError(str(exc)) from None
+        except KernelUnavailable as exc:  # (its sentences speak of recording)
+            msg = str(exc).replace("recording needs root", "the kernel run needs root")
+            raise KernelUsageError(msg.replace("cannot be recorded", "cannot be run")) from None
 
 
 def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fast: bool,
@@ -158,8 +159,12 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
             report.results.append(TargetResult(t, skipped=why))
             continue
         tick = (lambda d, n, t=t: progress(t, d, n)) if progress else (lambda d, n: None)
-        r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
-                        stop, tick)  # fmt: skip
+        try:
+            r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
+                            stop, tick)  # fmt: skip
+        except (KeyboardInterrupt, SystemExit):  # a stop signal: everything was undone
+            report.interrupted = True
+            break
         r.written = [str(write_failure(Path(out_dir), t, f)) for f in r.report.failures] \
             if r.report else []  # fmt: skip
         report.results.append(r)

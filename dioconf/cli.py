@@ -239,6 +239,16 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a command took over SIGINT: nothing was set up
+        args = list(sys.argv[1:] if argv is None else argv)
+        print(f"dioconf {args[0] if args else ''}: interrupted (SIGINT)".replace(" :", ":"),
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's own usage, naming what it does not know

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
-
-from .cli_signals import EXIT_INTERRUPTED, interruptible
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -43,6 +42,19 @@ def _fail(msg: str) -> int:
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
+    from .impl.kernel.cleanup import signals_raise
+
+    with signals_raise():  # from the start: SIGINT/SIGTERM unwind whatever is set up
+        try:
+            return _cmd_kernel(args)
+        except (KeyboardInterrupt, SystemExit) as exc:  # (before a run began)
+            signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.code - 128
+            print(f"dioconf run: interrupted ({signal.Signals(signum).name}); nothing was "
+                  "left behind", file=sys.stderr)  # fmt: skip
+            return 128 + signum
+
+
+def _cmd_kernel(args: argparse.Namespace) -> int:
     from .conformance.findings import FINDINGS
     from .conformance.kernel_run import KernelUsageError, parse_targets, run_kernel
 
@@ -56,8 +68,10 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     for name, value in (("--examples", args.examples), ("--ops", args.ops)):
         if value is not None and value < 1:
             return _fail(f"{name} must be at least 1")
+    from .impl.kernel.cleanup import signals_raise
+
     report = None
-    with interruptible() as interrupted:
+    with signals_raise() as sigs:  # SIGINT/SIGTERM unwind (unmount...) and end the run
         try:
             targets = parse_targets(args.kernel, sector_sizes=args.sector_size or (512,),
                                     write_cache=wc[args.write_cache])  # fmt: skip
@@ -65,20 +79,26 @@ def cmd_kernel(args: argparse.Namespace) -> int:
                 report = run_kernel(targets, profile=args.profile, seed=args.seed,
                                     fast=args.fast, allow=allow, out_dir=args.out,
                                     examples=args.examples, ops=args.ops,
-                                    stop=lambda: bool(interrupted), progress=bar)  # fmt: skip
+                                    stop=lambda: sigs.received is not None,
+                                    progress=bar)  # fmt: skip
         except KernelUsageError as exc:
             return _fail(str(exc))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             pass
-    if report is not None:
+        received = sigs.received
+    if report is not None and (report.results or args.json):
         if args.json:
             print(json.dumps(_as_json(report), indent=2))
         else:
             _print(report)
-    if interrupted or report is None or report.interrupted:
-        print(f"dioconf run: interrupted ({interrupted.name or 'SIGINT'}); everything was "
-              "unmounted, detached and removed", file=sys.stderr)  # fmt: skip
-        return EXIT_INTERRUPTED
+    if received is not None or report is None or report.interrupted:
+        signum = received or signal.SIGINT
+        done = sum(r.report is not None and not r.report.interrupted
+                   for r in (report.results if report else []))  # fmt: skip
+        print(f"dioconf run: interrupted ({signal.Signals(signum).name}); {done} target(s) "
+              "finished, shown above; everything was unmounted, detached and removed",
+              file=sys.stderr)  # fmt: skip
+        return 128 + signum
     return EXIT_OK if report.ok else EXIT_FOUND
 
 

@@ -210,26 +210,41 @@ class World:
         return self._need_pc().buffered_read(inode, pos, length)
 
     def file_write(self, inode: Inode, pos: int, data: bytes, *, flags: Iterable[str] = (),
-                   fault_at: int | None = None) -> int:  # fmt: skip
+                   fault_at: int | None = None, inaccessible: bool = False) -> int:  # fmt: skip
         """pwrite(2) on an O_DIRECT file descriptor: the filesystem's direct write,
         with its fallbacks to buffered I/O. A filesystem with ``direct_write`` (the
         btrfs-like one) decides itself; otherwise, as ext4_dio_write_iter: what direct
-        I/O did not write (-ENOTBLK, or a short count) goes through the page cache."""
+        I/O did not write (-ENOTBLK, or a short count unless the filesystem's
+        ``short_write_fallback`` is False, as xfs's) goes through the page cache, and
+        an error of that buffered write is the result (the direct bytes stay written).
+        ``fault_at``: the user buffer cannot be pinned from there on; ``inaccessible``:
+        nor faulted in (PROT_NONE), so a retry after fault-in and the buffered copy of
+        the rest stop there too (generic_perform_write: -EFAULT when nothing copied)."""
         own = getattr(self.fs, "direct_write", None)
         if own is not None:
-            return int(own(self, inode, pos, data, frozenset(flags), fault_at))
+            return int(own(self, inode, pos, data, frozenset(flags), fault_at,
+                           inaccessible=inaccessible))  # fmt: skip
         ret = self.pwrite(inode, pos, data, flags=flags, fault_at=fault_at).ret
+        if ret >= 0 and not getattr(self.fs, "short_write_fallback", True):
+            return ret  # xfs_file_dio_write: a short count is the result
         done = 0 if ret == -15 else ret  # ENOTBLK: nothing written directly
         if done < 0 or done == len(data):
             return done
-        return done + self.buffered_fallback(inode, pos + done, data[done:], flags)
+        stop = fault_at - done if inaccessible and fault_at is not None else None
+        n = self.buffered_fallback(inode, pos + done, data[done:], flags, fault_at=stop)
+        return n if n < 0 else done + n  # ext4_dio_write_iter: "if (err < 0) return err"
 
-    def buffered_fallback(self, inode: Inode, pos: int, data: bytes,
-                          flags: Iterable[str] = ()) -> int:  # fmt: skip
+    def buffered_fallback(self, inode: Inode, pos: int, data: bytes, flags: Iterable[str] = (),
+                          fault_at: int | None = None) -> int:  # fmt: skip
         """The rest of a direct write through the page cache, written back and
-        dropped so that the next direct read sees it (direct_write_fallback)."""
+        dropped so that the next direct read sees it (direct_write_fallback).
+        ``fault_at`` (an offset in ``data``): the copy stops there, -EFAULT if at 0."""
         if "NOWAIT" in set(flags):
             return -11  # EAGAIN: buffered I/O would block
+        if fault_at is not None:
+            if fault_at <= 0:
+                return -14  # EFAULT: not a byte could be copied
+            data = data[:fault_at]
         pc = self._need_pc()
         n = pc.buffered_write(inode, pos, data)
         if n > 0:

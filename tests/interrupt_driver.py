@@ -1,5 +1,6 @@
-"""Run ``dioconf record`` and send a signal to its own process group at the K-th Python
-call made in the recorder's code (impl/kernel, traces), optionally after a delay so
+"""Run ``dioconf record`` (or ``dioconf run --kernel``) and send a signal to its own
+process group at the K-th Python call made in the code of impl/kernel, traces and
+conformance, optionally after a delay so
 that it lands inside whatever runs then (a helper program, a system call).
 
     python3 tests/interrupt_driver.py K SIGNUM DELAY_S CALIBRATION_JSON -- ARGS...
@@ -25,10 +26,12 @@ def main(argv: list[str]) -> int:
     args = argv[5:]  # after "--"
     # our pid (which names the recorder's tracefs instance), for the leftover check
     Path(calibration).with_name("pid").write_text(str(os.getpid()))
+    import dioconf.conformance as conformance
     import dioconf.impl.kernel as kernel
     import dioconf.traces as traces
 
-    roots = tuple(str(Path(p.__file__).parent) + os.sep for p in (kernel, traces))
+    packages = (kernel, traces, conformance)
+    roots = tuple(str(Path(p.__file__).parent) + os.sep for p in packages)
     count = 0
     first: dict[str, int] = {}
     timer: list[threading.Timer] = []

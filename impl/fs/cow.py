@@ -36,6 +36,7 @@ from .base import SHARED, WRITTEN, ExtentFs
 
 class ReflinkFs(ExtentFs):
     name = "reflink"
+    short_write_fallback = False  # xfs_file_dio_write: only -ENOTBLK falls back
 
     def __init__(self, device: object, block_size: int = 4096, first_block: int = 16) -> None:
         super().__init__(device, block_size, first_block)
@@ -203,11 +204,14 @@ class BtrfsLikeFs(ReflinkFs):
         return Iomap(first * bs, len(staged) * bs, MAPPED, flags_out, staged[0] * bs)
 
     def direct_write(self, world: Any, inode: Inode, pos: int, data: bytes,
-                     flags: frozenset[str], fault_at: int | None) -> int:  # fmt: skip
+                     flags: frozenset[str], fault_at: int | None,
+                     inaccessible: bool = False) -> int:  # fmt: skip
         """btrfs_direct_write: direct I/O with a no-fault iterator, retried after
         faulting the pages in while it makes progress (done_before is cumulative), the
-        rest through buffered I/O; NOWAIT never falls back."""
+        rest through buffered I/O; NOWAIT never falls back. An ``inaccessible`` buffer
+        (PROT_NONE) cannot be faulted in: the retry meets the fault again."""
         written, prev_left, fault = 0, 0, fault_at
+        page = world.page_size
         while True:
             r = world.pwrite(inode, pos + written, data[written:], flags=flags,
                              dio={"PARTIAL"}, fault_at=fault, done_before=written)  # fmt: skip
@@ -218,15 +222,19 @@ class BtrfsLikeFs(ReflinkFs):
             if left > 0 and (ret == EFAULT or ret > 0):
                 if left == prev_left:
                     ret = ENOTBLK
-                else:
-                    fault = None  # fault_in_iov_iter_readable
+                else:  # fault_in_iov_iter_readable (its failure is ignored)
+                    if fault_at is None or not inaccessible:
+                        fault = None
+                    else:  # the retry's buffer starts at ``written``
+                        fault = max(0, fault_at - written) // page * page
                     prev_left = left
                     continue
             break
         if (ret < 0 and ret != ENOTBLK) or left == 0:
             return ret if ret < 0 else written
-        n = world.buffered_fallback(inode, pos + written, data[written:], flags)
-        return n if n < 0 else written + n
+        stop = fault_at - written if inaccessible and fault_at is not None else None
+        n = world.buffered_fallback(inode, pos + written, data[written:], flags, fault_at=stop)
+        return n if n < 0 else written + n  # btrfs_direct_write: "err < 0 ? err : written"
 
     def dio_start(self, inode: Inode) -> None:
         """A request begins (btrfs_dio_read/write: a fresh struct btrfs_dio_data)."""

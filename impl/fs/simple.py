@@ -20,6 +20,7 @@ from .base import PREALLOC, WRITTEN, ExtentFs
 class OverwriteFs(ExtentFs):
     name = "overwrite"
     alloc_state = WRITTEN
+    short_write_fallback = True  # ext4_dio_write_iter: a buffered write finishes it
 
     def iomap_begin(self, inode: Inode, pos: int, length: int, flags: frozenset[str]) -> Iomap:
         m = self.extent_at(inode, pos, length)
@@ -48,5 +49,6 @@ class OverwriteFs(ExtentFs):
 class XfsLikeFs(OverwriteFs):
     name = "xfs-like"
     alloc_state = PREALLOC
+    short_write_fallback = False  # xfs_file_dio_write: only -ENOTBLK falls back
 
     nowait_must_span = ExtentFs.nowait_must_span  # xfs's rule, not OverwriteFs's ext4 one

@@ -14,6 +14,7 @@ interrupt leaves nothing open to keep the mount busy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -107,7 +108,10 @@ class KernelBackend:
                     if fd >= 0:
                         os.close(fd)
         if not self._pool.closed:
-            self._pool.close()
+            # an interrupted call's view may still export it: the memory then goes with
+            # the last reference (no descriptor, no mount)
+            with contextlib.suppress(BufferError):
+                self._pool.close()
 
     # -- operations -----------------------------------------------------------------------
 
