@@ -10,6 +10,7 @@ counted and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from .file_check import WID_STRIDE, Failure, FileRun
 from .file_ops_gen import Op, draw_ops
 
 SHRINK_ATTEMPTS = 400
+# a context a run happens in, given a function naming its files by inode (a tracer)
+Around = Callable[[Callable[[], dict[int, str]]], contextlib.AbstractContextManager[object]]
 
 
 def run_seed(seed: int, r: int) -> int:
@@ -72,21 +75,27 @@ class _Runs:
     def __init__(self, backend: FileBackend, allow: frozenset[str]) -> None:
         self.backend, self.allow, self.n, self.steps = backend, allow, 0, 0
 
-    def run_with(self, perform: Callable[[FileRun], None]) -> FileRun:
-        """A fresh run, started, given to ``perform``; its files removed after."""
+    def run_with(self, perform: Callable[[FileRun], None],
+                 around: Around | None = None) -> FileRun:  # fmt: skip
+        """A fresh run, started, given to ``perform``; its files removed after.
+        ``around``: a context the run happens in, told the run's files (a tracer)."""
         self.n += 1
         base = self.n % (WID_LIMIT // WID_STRIDE) * WID_STRIDE
         run = FileRun(self.backend, f"a{self.n}-", allow=self.allow, wid_base=base)
-        try:
-            run.start()
-            perform(run)
-        finally:
-            self.steps += run.steps
-            for name in run.inos:
-                self.backend.remove(run.prefix + name)
+        ctx = around(lambda: {ino: run.prefix + n for n, ino in run.inos.items()}) \
+            if around is not None else contextlib.nullcontext()  # fmt: skip
+        with ctx:
+            try:
+                run.start()
+                perform(run)
+            finally:
+                self.steps += run.steps
+                for name in run.inos:
+                    self.backend.remove(run.prefix + name)
         return run
 
-    def perform(self, ops: Sequence[Op]) -> tuple[Failure | None, FileRun]:
+    def perform(self, ops: Sequence[Op],
+                around: Around | None = None) -> tuple[Failure | None, FileRun]:  # fmt: skip
         failure: list[Failure] = []
 
         def steps(run: FileRun) -> None:
@@ -98,7 +107,7 @@ class _Runs:
                 if run.ended:
                     return
 
-        run = self.run_with(steps)
+        run = self.run_with(steps, around)
         return (failure[0] if failure else None), run
 
 
@@ -145,8 +154,10 @@ def run_fast(
     allow: frozenset[str] = frozenset(),
     stop: Callable[[], bool] = lambda: False,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    around: Callable[[int], Around] | None = None,
 ) -> FastReport:
-    """``runs`` runs of ``ops`` operations each; the report."""
+    """``runs`` runs of ``ops`` operations each; the report. ``around(r)``: the context
+    run ``r`` happens in (not its shrinking attempts)."""
     report = FastReport(backend.name, seed)
     t0 = time.perf_counter()
     performer = _Runs(backend, allow)
@@ -155,7 +166,7 @@ def run_fast(
             report.interrupted = True
             break
         drawn = draw_ops(run_seed(seed, r), ops, backend.caps)
-        failure, run = performer.perform(drawn)
+        failure, run = performer.perform(drawn, around(r) if around is not None else None)
         report.runs += 1
         report.count(run, allow)
         if failure is not None:

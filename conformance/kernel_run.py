@@ -94,6 +94,7 @@ class TargetResult:
     report: FastReport | None = None
     skipped: str = ""  # why it did not run
     written: list[str] = field(factory=list)  # failure directories
+    trace: Any = None  # impl.kernel.trace_check.TraceCheck of a traced (--fast) run
 
 
 @define
@@ -111,8 +112,12 @@ class KernelReport:
         return [(r.target, f) for r in self.results if r.report for f in r.report.failures]
 
     @property
+    def divergences(self) -> list[Any]:
+        return [d for r in self.results if r.trace is not None for d in r.trace.divergences]
+
+    @property
     def ok(self) -> bool:
-        return not self.failures and not self.interrupted
+        return not self.failures and not self.divergences and not self.interrupted
 
     def allowed(self) -> Counter[str]:
         c: Counter[str] = Counter()
@@ -139,8 +144,10 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
                examples: int | None = None, ops: int | None = None,
                stop: Callable[[], bool] = lambda: False,
                progress: Callable[[Target, int, int], None] | None = None,
-               ) -> KernelReport:  # fmt: skip
-    """Every target under ``profile``; stops early (``interrupted``) when ``stop()``."""
+               trace: bool = True) -> KernelReport:  # fmt: skip
+    """Every target under ``profile``; stops early (``interrupted``) when ``stop()``.
+    ``trace``: with ``fast``, each run's requests are also traced and replayed through
+    the model (``impl/kernel/trace_check.py``)."""
     table = FAST_PROFILES if fast else KERNEL_PROFILES
     if profile not in table:
         raise KernelUsageError(f"unknown profile {profile!r}; choose from {', '.join(table)}")
@@ -160,8 +167,8 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
             continue
         tick = (lambda d, n, t=t: progress(t, d, n)) if progress else (lambda d, n: None)
         try:
-            r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
-                            stop, tick)  # fmt: skip
+                r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
+                            stop, tick, Path(out_dir) if fast and trace else None)  # fmt: skip
         except (KeyboardInterrupt, SystemExit):  # a stop signal: everything was undone
             report.interrupted = True
             break
@@ -177,7 +184,7 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
 
 def _run_target(t: Target, seed: int, fast: bool, examples: int, ops: int, derandomize: bool,
                 allow: frozenset[str], stop: Callable[[], bool],
-                tick: Callable[[int, int], None]) -> TargetResult:  # fmt: skip
+                tick: Callable[[int, int], None], traces: Path | None) -> TargetResult:  # fmt: skip
     from ..impl.kernel.backend import KernelBackend
     from ..impl.kernel.cleanup import signals_raise
     from ..impl.kernel.fixture import kernel_fs
@@ -188,17 +195,24 @@ def _run_target(t: Target, seed: int, fast: bool, examples: int, ops: int, deran
     with signals_raise(), kernel_fs(t.fs, mkfs_options=opts, sector_size=t.sector_size,
                                     write_cache=t.write_cache) as m:  # fmt: skip
         backend = KernelBackend(m, nocow=t.geometry != "cow", label=f"kernel {t.label}")
+        tc = None
         try:
             if fast:
+                around = None
+                if traces is not None:
+                    from ..impl.kernel.trace_check import TraceCheck
+
+                    tc = TraceCheck(m, traces / f"traces-{t.slug}", backend)
+                    around = lambda r: lambda inos: tc.run(f"run{r}", inos)  # noqa: E731
                 rep = run_fast(backend, seed=seed, runs=examples, ops=ops, allow=allow,
-                               stop=stop, progress=tick)  # fmt: skip
+                               stop=stop, progress=tick, around=around)  # fmt: skip
             else:
                 rep = run_hypothesis(backend, seed=seed, examples=examples, ops=ops,
                                      derandomize=derandomize, allow=allow, stop=stop,
                                      progress=tick)  # fmt: skip
         finally:
             backend.close()
-    return TargetResult(t, rep)
+    return TargetResult(t, rep, trace=tc)
 
 
 def write_failure(out: Path, t: Target, f: Shrunk) -> Path:

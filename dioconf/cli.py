@@ -144,6 +144,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.fidelity import run as run_fidelity
 
         doc = run_fidelity()
+    elif args.what == "kernel":
+        from .bench.kernel import run as run_kernel_bench
+
+        doc = run_kernel_bench(fs=args.fs)
     elif args.what == "conformance":
         from .cli_run import cmd_bench_conformance
 
@@ -219,9 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks, as rates and ratios taken in one run")
     b.add_argument("what", choices=["replay", "impl", "conformance", "quality", "reader",
-                                    "fidelity"],
+                                    "fidelity", "kernel"],
                    help="what to measure")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON")
+    b.add_argument("--fs", default="xfs", choices=["ext4", "xfs", "btrfs"],
+                   help="for 'kernel': the filesystem (default xfs)")  # fmt: skip
     b.add_argument("--events", type=int, default=120_000, help="events in the generated trace")
     b.add_argument("--files", type=positive, default=2000,
                    help="mutated traces for 'reader' (default 2000)")  # fmt: skip

@@ -147,12 +147,20 @@ def _as_json(report: Any) -> dict[str, Any]:
                      seconds=round(rep.seconds, 2),
                      steps_per_second=round(rep.steps / rep.seconds) if rep.seconds else 0,
                      allowed=dict(rep.allowed), repeats=dict(rep.repeats))  # fmt: skip
+        if r.trace is not None:
+            tc = r.trace
+            d["traced"] = {"requests": tc.requests, "events": tc.events, "lost": tc.lost,
+                           "unchecked": tc.unchecked, "problems": tc.problems,
+                           "divergences": len(tc.divergences)}  # fmt: skip
         results.append(d)
     findings = [finding_json(t, f, where)
                 for (t, f), where in zip(report.failures, _written(report), strict=True)]
     return {"profile": report.profile, "seed": report.seed, "fast": report.fast,
             "ok": report.ok, "seconds": round(report.seconds, 2),
-            "allowed": dict(report.allowed()), "findings": findings, "targets": results,
+            "allowed": dict(report.allowed()), "findings": findings,
+            "divergences": [{"trace": d.trace, "summary": d.summary}
+                            for d in report.divergences],
+            "targets": results,
             "interrupted": report.interrupted}  # fmt: skip
 
 
@@ -168,19 +176,26 @@ def _print(report: Any) -> None:
     mode = "--fast" if report.fast else "Hypothesis"
     table = Table(title=f"dioconf run --kernel ({mode}) --profile {report.profile} "
                   f"--seed {report.seed}")  # fmt: skip
-    for name in ("target", "runs", "steps", "steps/s", "allowed findings", "result"):
+    for name in ("target", "runs", "steps", "steps/s", "requests traced", "allowed findings",
+                 "result"):
         table.add_column(name, justify="left" if name in ("target", "allowed findings",
                                                           "result") else "right")  # fmt: skip
     for r in report.results:
         if r.report is None:
-            table.add_row(r.target.label, "", "", "", "", f"skipped: {r.skipped}")
+            table.add_row(r.target.label, "", "", "", "", "", f"skipped: {r.skipped}")
             continue
         rep = r.report
         rate = f"{rep.steps / rep.seconds:.0f}" if rep.seconds else "-"
         allowed = ", ".join(f"{k} x{v}" for k, v in sorted(rep.allowed.items()))
-        result = "[green]pass[/]" if not rep.failures else \
-            "[red]" + ", ".join(f.failure.name for f in rep.failures) + "[/]"  # fmt: skip
-        table.add_row(r.target.label, str(rep.runs), str(rep.steps), rate, allowed, result)
+        bad = [f.failure.name for f in rep.failures]
+        traced = "-"
+        if r.trace is not None:
+            traced = str(r.trace.requests)
+            if r.trace.divergences:
+                bad.append(f"{len(r.trace.divergences)} model divergence(s)")
+        result = "[green]pass[/]" if not bad else "[red]" + ", ".join(bad) + "[/]"
+        table.add_row(r.target.label, str(rep.runs), str(rep.steps), rate, traced, allowed,
+                      result)  # fmt: skip
     console.print(table)
     for (t, f), where in zip(report.failures, _written(report), strict=True):
         console.print(f"\n[red]{f.failure.name}[/] on {t.label}: shrunk from "
@@ -189,6 +204,9 @@ def _print(report: Any) -> None:
         console.print("\n".join(f.story), highlight=False, markup=False)
         console.print(f.failure.message, highlight=False, markup=False)
         console.print(f"  story and ops: {where}", highlight=False)
+    for d in report.divergences:
+        console.print(f"\n[red]model divergence[/]: {d.summary}\n  dioconf replay {d.trace}",
+                      highlight=False)  # fmt: skip
 
 
 def _replay(args: argparse.Namespace, allow: frozenset[str]) -> int:

@@ -78,8 +78,8 @@ Rule = Callable[[IomapState], tuple[IomapState, Action | None]]
 def start(geo: Geometry, req: Request, i_size: int, glue: str = "none") -> IomapState:
     """A request enters iomap_dio_rw() with the inode at ``i_size``; ``glue`` names the
     filesystem code around the engine (``none`` or ``btrfs``)."""
-    if glue not in ("none", "btrfs"):
-        raise ModelUsageError(f"unknown filesystem glue {glue!r} (known: none, btrfs)")
+    if glue not in ("none", "btrfs", "ext4"):
+        raise ModelUsageError(f"unknown filesystem glue {glue!r} (known: none, btrfs, ext4)")
     if i_size < 0:
         raise ModelUsageError(f"i_size must be >= 0, got {i_size}")
     if "LOCKING" in req.dio or "SKIP_HOLES" in req.dio:

@@ -129,6 +129,11 @@ def iomap_dio_complete(s: IomapState, ctx: str) -> IomapState:
     # moves i_size to the end of the data written
     if s.flags & WRITE and not s.error and s.size and req.pos + s.size > inode_size:
         inode_size = req.pos + s.size
+    elif s.glue == "ext4" and s.flags & WRITE and not s.error and req.pos > inode_size:
+        # host ext4 (6.18) ext4_dio_write_end_io -> ext4_handle_inode_extension(inode,
+        # pos, 0): a write that did nothing past EOF still moves i_size to its start
+        # (FINDINGS.md failed-write-grew-file)
+        inode_size = req.pos
     outputs: list = []
     pos_after = arith.ki_pos_after(req.pos, ret)  # L141-144: if (ret > 0) ki_pos += ret
     if ret > 0:

@@ -21,7 +21,8 @@ class Profile:
     # block layer (submit_bio_noacct, Linux 6.18): REQ_FUA and REQ_PREFLUSH are
     # cleared before trace_block_bio_queue when the device has no volatile write cache
     fua_stripped_without_cache: bool = False
-    # filesystem glue the engine runs inside (``none`` or ``btrfs``: btrfs_dio_iomap_end)
+    # filesystem glue the engine runs inside (``none``; ``btrfs``: btrfs_dio_iomap_end;
+    # ``ext4``: ext4_dio_write_end_io's i_size update, host)
     glue: str = "none"
     # host, Linux 6.18 iomap_dio_bio_end_io: an async write's last bio completion never
     # completes it inline (IOMAP_DIO_INLINE_COMP is set for reads only, and
@@ -56,8 +57,17 @@ LINUX_6_18_BTRFS = Profile(
     async_writes_complete_in_workqueue=True,
     glue="btrfs",
 )
+LINUX_6_18_EXT4 = Profile(
+    "linux-6.18-ext4",
+    "Linux 6.18 ext4 through tracefs: as linux-6.18, with ext4's ->end_io moving i_size "
+    "to the start of an extending write that did nothing (DIVERGENCES.md 36)",
+    fua_stripped_without_cache=True,
+    async_writes_complete_in_workqueue=True,
+    glue="ext4",
+)
 SEED_BTRFS = Profile("seed-btrfs", "the seed engine inside btrfs's glue", glue="btrfs")
-PROFILES = {p.name: p for p in (SEED, SEED_BTRFS, LINUX_6_18, LINUX_6_18_BTRFS)}
+PROFILES = {p.name: p for p in (SEED, SEED_BTRFS, LINUX_6_18, LINUX_6_18_BTRFS,
+                                LINUX_6_18_EXT4)}  # fmt: skip
 
 
 def get_profile(name: str | None) -> Profile:

@@ -27,22 +27,26 @@ class SyscallResult:
 
 def syscall_result(
     fs: str, op: str, length: int, nowait: bool, results: Sequence[int],
-    pos: int = 0, i_size: int = 0,
+    pos: int = 0, i_size: int = 0, fault_at: int | None = None,
 ) -> SyscallResult:  # fmt: skip
     """``results``: what each iomap_dio_rw call of the system call returned, in order
     (an xfs retry after -EAGAIN is a second call; btrfs's retries carry done_before, so
     the last is cumulative); ``length``: the bytes asked for from ``pos``; ``i_size``:
-    the file's size when the call returns (a btrfs read's buffered rest stops there)."""
+    the file's size when the call returns (a btrfs read's buffered rest stops there);
+    ``fault_at``: the user buffer cannot be read from that offset on (a fault the
+    requests met), so a buffered write of the rest stops there too."""
     if fs not in GLUE_FILESYSTEMS:
         raise ValueError(f"no system call glue for {fs!r} (known: {', '.join(GLUE_FILESYSTEMS)})")
     if not results:
         raise ValueError("a system call without a direct I/O request has no glue here")
     last = results[-1]
     if fs == "btrfs":
-        return _btrfs(op, length, nowait, results, pos, i_size)
+        return _btrfs(op, length, nowait, results, pos, i_size, fault_at)
     fallback = op == "write" and (last == ENOTBLK or (fs == "ext4" and 0 <= last < length))
     if fallback and nowait:
         return SyscallResult(None, f"{fs}: a NOWAIT buffered fallback may answer -EAGAIN")
+    if fallback and fault_at is not None:
+        return _faulting_rest(fs, max(last, 0), fault_at)
     if fallback and last == ENOTBLK:
         # ext4_dio_write_iter (ret = 0, then ext4_buffered_write_iter) and
         # xfs_file_write_iter (-ENOTBLK: xfs_file_buffered_write): all through the cache
@@ -55,8 +59,21 @@ def syscall_result(
     return SyscallResult(last, f"{fs}: iomap_dio_rw's result, returned as it is")
 
 
+def _faulting_rest(fs: str, done: int, fault_at: int) -> SyscallResult:
+    """The buffered write of the rest of a direct write, from buffer offset ``done``,
+    with the buffer unreadable from ``fault_at``: generic_perform_write copies up to the
+    fault and returns what it wrote, or -EFAULT when that is nothing (its
+    fault_in_iov_iter_readable fails); ext4_dio_write_iter and btrfs_direct_write return
+    that error as the call's, whatever the direct part wrote ("if (err < 0) return err";
+    "ret = written_buffered; goto out"), else the sum."""
+    if fault_at <= done:
+        return SyscallResult(EFAULT, f"{fs}: the buffered rest faults at once: its -EFAULT "
+                             "is the result, the direct bytes are not counted")  # fmt: skip
+    return SyscallResult(fault_at, f"{fs}: the buffered rest stops at the buffer's fault")
+
+
 def _btrfs(op: str, length: int, nowait: bool, results: Sequence[int], pos: int,
-           i_size: int) -> SyscallResult:  # fmt: skip
+           i_size: int, fault_at: int | None = None) -> SyscallResult:  # fmt: skip
     # -EFAULT with bytes left and no progress since the last try becomes -ENOTBLK
     # (btrfs_direct_write) or the bytes read so far (btrfs_direct_read): the rest goes
     # through the page cache
@@ -68,6 +85,9 @@ def _btrfs(op: str, length: int, nowait: bool, results: Sequence[int], pos: int,
         if nowait:
             # btrfs_direct_write L913-921: no buffered fallback for NOWAIT
             return SyscallResult(EAGAIN, "btrfs_direct_write: NOWAIT, no buffered fallback")
+        if fault_at is not None:
+            done = next((x for x in reversed(results) if x > 0), 0)
+            return _faulting_rest("btrfs", done, fault_at)
         return SyscallResult(length, "btrfs_direct_write: a buffered write finishes it")
     # "if (ret > 0) read = ret": the last positive result, cumulative (done_before)
     done = next((x for x in reversed(results) if x > 0), 0)

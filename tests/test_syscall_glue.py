@@ -118,3 +118,18 @@ def test_a_syscall_line_for_a_filesystem_without_glue_is_a_contract_divergence()
 def test_bad_syscall_lines_are_refused(line, message):
     with pytest.raises(TraceFormatError, match=message):
         _trace([*WRITE, line])
+
+
+@pytest.mark.parametrize(("fs", "results", "fault_at", "ret"), [
+    ("ext4", [8192], 8192, -14),  # the buffered rest faults at once: its error
+    ("ext4", [4096], 12288, 12288),  # it copies up to the fault
+    ("ext4", [-15], 0, -14),  # -ENOTBLK, then the buffered write faults at once
+    ("xfs", [-15], 8192, 8192),
+    ("btrfs", [4096, -14], 4096, -14),  # retried, no progress: the buffered rest faults
+    ("btrfs", [4096, -15], 8192, 8192),
+])  # fmt: skip
+def test_a_buffered_rest_stops_at_the_buffers_fault(fs, results, fault_at, ret):
+    """ext4_dio_write_iter / btrfs_direct_write: the buffered write of the rest reads
+    the same user buffer; generic_perform_write returns -EFAULT when it copies nothing,
+    and that error is the system call's result ("if (err < 0) return err")."""
+    assert syscall_result(fs, "write", 16384, False, results, fault_at=fault_at).ret == ret

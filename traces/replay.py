@@ -145,8 +145,9 @@ class Replayer:
             observed = frozenset(e.fields.get("observed", self.observed))
             self.requests[e.req] = _Request(e.req, state, observed, e.fields["op"] == "write")
             self.seen += 1
+            # op, NOWAIT, result, pos, the buffer offset of its first fault (or None)
             self.outcomes[e.req] = [e.fields["op"], "NOWAIT" in e.fields["iocb"], None,
-                                    e.fields["pos"]]  # fmt: skip
+                                    e.fields["pos"], None]  # fmt: skip
             if len(self.outcomes) > OUTCOMES_KEPT:
                 self.outcomes.popitem(last=False)
             return
@@ -159,6 +160,9 @@ class Replayer:
         try:
             if ev == "fault":
                 r.state = self.engine.feed(r.state, Fault(e.fields["at"]))
+                out = self.outcomes.get(e.req)
+                if out is not None and out[4] is None:
+                    out[4] = e.fields["at"]
             elif ev == "bio_end":
                 self._bio_end(r, e)
             elif ev in ("map", "invalidate", "writeback"):
@@ -378,10 +382,16 @@ class Replayer:
                     self._finish_at_eof(r, e.line, "(the system call returned)")
             if any(q not in self.outcomes for q in reqs):
                 raise ModelUsageError(f"requests {reqs} began too long before this line")
-            op, nowait, _, _ = self.outcomes[reqs[-1]]
+            op, nowait, _, _, _ = self.outcomes[reqs[-1]]
             results = [self.outcomes[q][2] for q in reqs]
+            pos = self.outcomes[reqs[0]][3]
+            # the first fault, as an offset in the system call's buffer (a retry's
+            # request starts where the call's had got to)
+            faults = [self.outcomes[q][3] - pos + self.outcomes[q][4] for q in reqs
+                      if self.outcomes[q][4] is not None]  # fmt: skip
             pred = syscall_result(self.trace.header.fs or "", op, e.fields["len"], nowait,
-                                  results, self.outcomes[reqs[0]][3], self.i_size)  # fmt: skip
+                                  results, pos, self.i_size,
+                                  min(faults) if faults else None)  # fmt: skip
         except (ModelUsageError, ValueError) as exc:
             raise _Diverged(e.line, e.req, says, str(exc), "model contract") from exc
         if pred.ret is not None and pred.ret != e.fields["ret"]:

@@ -21,7 +21,7 @@ import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ...conformance.backend import Capabilities
 from ...model.pattern import pattern
@@ -83,6 +83,9 @@ class KernelBackend:
         for page in range(0, POOL, mmap.PAGESIZE):
             self._pool[page] = 0  # resident: a no-fault iterator (btrfs) can pin it
         self.syscalls = 0
+        # writes a line into a trace being recorded (trace_check.py), before each direct
+        # request: what it is, for requests that leave no other event saying so
+        self.marker: Callable[[str], None] | None = None
 
     # -- descriptors --------------------------------------------------------------------
 
@@ -130,9 +133,14 @@ class KernelBackend:
         self._names.append(name)
         return ino
 
+    def _mark(self, op: str, name: str, pos: int, length: int, flags: frozenset[str]) -> None:
+        if self.marker is not None:
+            self.marker(f"dioconf: {op} {name} {pos} {length} {'|'.join(sorted(flags))}")
+
     def direct_write(self, name: str, pos: int, length: int, wid: int,
                      flags: frozenset[str], fault_at: int | None) -> int:  # fmt: skip
         fd = self._fd(name)
+        self._mark("pwrite", name, pos, length, flags)
         data = pattern(wid, pos, length)
         if fault_at is None and length <= POOL:
             self._pool[:length] = data
@@ -160,7 +168,9 @@ class KernelBackend:
 
     def direct_read(self, name: str, pos: int, length: int,
                     flags: frozenset[str]) -> tuple[int, bytes]:  # fmt: skip
-        return self._read(self._fd(name), pos, length, _rwf(flags))
+        fd = self._fd(name)
+        self._mark("pread", name, pos, length, flags)
+        return self._read(fd, pos, length, _rwf(flags))
 
     def _read(self, fd: int, pos: int, length: int, rwf: int = 0) -> tuple[int, bytes]:
         self.syscalls += 1

@@ -102,8 +102,21 @@ def remount(m: MountedFs) -> None:
     page cache starts empty and everything comes from the disk. Should mounting fail,
     the mount point is left empty; ``kernel_fs`` still detaches and removes the rest."""
     with critical():
-        unmount(m.mnt)
-        _run(["mount", m.loop, str(m.mnt)])
+        if not _remount_syscalls(m):  # (the helpers say why, where the syscalls fail)
+            unmount(m.mnt)
+            _run(["mount", m.loop, str(m.mnt)])
+
+
+def _remount_syscalls(m: MountedFs) -> bool:
+    """umount2(2) and mount(2) directly: no helper processes (a remount is an operation
+    of the conformance runs, and a helper's start-up costs more than the remount)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    target = str(m.mnt).encode()
+    if libc.umount2(target, 0):
+        return False
+    return not libc.mount(m.loop.encode(), target, m.fs.encode(), 0, None)
 
 
 def _unmount_lazily(path: Path) -> None:

@@ -140,7 +140,8 @@ def _write(m: MountedFs, spool: Path, overrun: int, inos: dict[int, str], out: P
             text += f" ({len(conv.unchecked)} requests left out: the trace buffer lost events)"
         header = header_dict(
             "iomap", m.geometry, source="kernel", fs=m.fs, kernel=m.kernel,
-            profile=PROFILE + ("-btrfs" if m.fs == "btrfs" else ""), observed=OBSERVED,
+            profile=PROFILE + {"btrfs": "-btrfs", "ext4": "-ext4"}.get(m.fs, ""),
+            observed=OBSERVED,
             note=text,
         )  # fmt: skip
         suffix = "" if len(inos) == 1 or fname == "f" else f"-{fname.replace('/', '_')}"
