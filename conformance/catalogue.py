@@ -45,7 +45,7 @@ FAST_PROFILES: dict[str, tuple[int, int, bool]] = {
 }
 # through Hypothesis: examples x operations per example
 KERNEL_PROFILES: dict[str, tuple[int, int, bool]] = {
-    "ci": (400, 100, True),
+    "ci": (1000, 100, True),
     "dev": (600, 150, False),
     "nightly": (5000, 200, False),
 }

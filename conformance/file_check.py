@@ -58,10 +58,13 @@ class FileRun:
     steps: int = 0
     # an allowed finding the oracle cannot follow (stale bytes) ends the run, clean
     ended: bool = False
-    # a direct write that reached past EOF failed (evidence for findings.classify:
+    # direct writes that reached past EOF and failed (evidence for findings.classify:
     # where ext4 leaves written blocks behind)
-    failed_past_eof: bool = False
     failed_end: dict[str, int] = field(factory=dict)  # by file: the furthest such end
+    failed_ranges: dict[str, list[tuple[int, int]]] = field(factory=dict)  # by file
+    # ranges a truncate, punch or zero range freed, by file: old data showing there
+    # again is stale, not a lost write
+    freed: dict[str, list[tuple[int, int]]] = field(factory=dict)
     reflinked: bool = False  # data may have moved (a reflink succeeded)
 
     def wid(self, op: Op) -> int:
@@ -71,15 +74,19 @@ class FileRun:
             raise ValueError(f"write ids are 1..{WID_STRIDE - 1}, not {op.wid}")
         return self.wid_base + op.wid
 
-    def foreign(self, data: bytes, pos: int) -> bool:
-        """``data`` (read at ``pos``) holds another run's writes, or this run's moved
-        where no reflink moved them: stale data (freed blocks handed out unzeroed)."""
-        for _, _, lab in describe(data, pos):
+    def foreign(self, data: bytes, pos: int, file: str = "") -> bool:
+        """``data`` (read at ``pos`` of ``file``) holds another run's writes, this run's
+        moved where no reflink moved them, or this run's back where a truncate, punch or
+        zero range freed them: stale data (freed blocks handed out unzeroed)."""
+        freed = self.freed.get(file, [])
+        for s, e, lab in describe(data, pos):
             if lab.startswith("write #"):
                 wid = int(lab[7:].split()[0])
                 if wid - wid % WID_STRIDE != self.wid_base:
                     return True
                 if "(from offset" in lab and not self.reflinked:
+                    return True
+                if any(s < fe and fs < e for fs, fe in freed):
                     return True
         return False
 
@@ -101,13 +108,46 @@ class FileRun:
             return self._check_size(index, op, ret, op.file) or self.check_read(
                 index, op, ret, data
             )
+        if op.kind == "aio":
+            return self._step_aio(index, op)
         ret = _perform(self, op)
         self.story.append(f"{index:4}: {op} -> {_show(ret)}")
+        return self._after(index, op, ret)
+
+    def _after(self, index: int, op: Op, ret: Result) -> Failure | None:
         bad = self._result_problem(op, ret)
         if bad is not None:
             return self._result_failure(index, op, ret, bad)
         self._apply(op, ret)
         return self._check_after(index, op, ret)
+
+    def _step_aio(self, index: int, op: Op) -> Failure | None:
+        """Requests in flight together, on ranges that do not overlap: each is checked
+        as if alone, the writes first (a read past EOF may see the size before or after
+        an extending write of the batch)."""
+        reqs = [(b.kind, self.prefix + b.file, b.pos, b.length, self.wid(b) if b.wid else 0,
+                 b.flags) for b in op.batch]  # fmt: skip
+        results = self.backend.direct_batch(reqs)
+        shown = ", ".join(_show(ret) for ret, _ in results)
+        self.story.append(f"{index:4}: {op} -> {shown}")
+        before = {n: self.oracle.file(ino).sizes for n, ino in self.inos.items()}
+        writes = [(b, ret) for b, (ret, _) in zip(op.batch, results, strict=True)
+                  if b.kind == "pwrite"]  # fmt: skip
+        for b, ret in writes:  # all results, then the oracle follows them all
+            bad = self._result_problem(b, ret)
+            if bad is not None:
+                return self._result_failure(index, b, ret, bad)
+            self._apply(b, ret)
+        for b, ret in writes:  # then what the files hold now
+            bad = self._check_after(index, b, ret)
+            if bad is not None or self.ended:
+                return bad
+        for b, (ret, data) in zip(op.batch, results, strict=True):
+            if b.kind == "pread":
+                bad = self.check_read(index, b, ret, data, also=before[b.file])
+                if bad is not None or self.ended:
+                    return bad
+        return None
 
     def _result_problem(self, op: Op, ret: Result) -> str | None:
         """Why ``ret`` is not a result the contract allows for ``op`` (None: it is)."""
@@ -126,6 +166,10 @@ class FileRun:
             return None
         if k == "bwrite":
             return None if ret == op.length else f"the buffered write returned {_show(ret)}"
+        if k == "mmap_write":  # up to EOF
+            size = max(self.oracle.file(self.inos[op.file]).sizes)
+            want = max(0, min(op.length, size - op.pos))
+            return None if ret == want else f"the mapping took {_show(ret)} bytes, not {want}"
         if k == "reflink":
             # FICLONERANGE: a source range past the source's EOF is -EINVAL
             # (generic_remap_checks); the ranges are block-aligned and in different files
@@ -144,9 +188,11 @@ class FileRun:
         if ret < 0 and k != "pwrite":
             return  # (an error the contract allows: nothing changed)
         if k == "pwrite" and ret < 0 and op.pos + op.length > max(o.file(ino).sizes):
-            self.failed_past_eof = True
             end = op.pos + op.length
             self.failed_end[op.file] = max(end, self.failed_end.get(op.file, 0))
+            bs = self.backend.caps.block_size  # (blocks are allocated whole)
+            span = (op.pos - op.pos % bs, -(-end // bs) * bs)
+            self.failed_ranges.setdefault(op.file, []).append(span)
         if k == "reflink":
             self.reflinked = True
         if k == "pwrite":
@@ -155,13 +201,22 @@ class FileRun:
                                durable=durable)  # fmt: skip
         elif k == "bwrite":
             o = o.buffered_write(ino, op.pos, op.length, self.wid(op))
+        elif k == "mmap_write" and ret > 0:
+            o = o.buffered_write(ino, op.pos, ret, self.wid(op))
+        elif k == "zero_range":  # zeros, and the size grows unless KEEP_SIZE
+            self.freed.setdefault(op.file, []).append((op.pos, op.pos + op.length))
+            o = o.punch(ino, op.pos, op.length).fallocate(ino, op.pos, op.length, op.keep_size)
         elif k in ("fsync", "fdatasync"):
             o = o.fsync(ino)
         elif k == "truncate":
+            old = max(o.file(ino).sizes)
+            if op.pos < old:
+                self.freed.setdefault(op.file, []).append((op.pos, old))
             o = o.truncate(ino, op.pos)
         elif k == "fallocate":
             o = o.fallocate(ino, op.pos, op.length, op.keep_size)
         elif k == "punch":
+            self.freed.setdefault(op.file, []).append((op.pos, op.pos + op.length))
             o = o.punch(ino, op.pos, op.length)
         elif k == "reflink":
             o = o.reflink(self.inos[op.src], op.spos, ino, op.pos, op.length)
@@ -246,14 +301,14 @@ class FileRun:
         """A failure for ``problems``, or None when they are evidence of an allowed
         finding (the oracle then allows what was seen)."""
         kinds = sorted({p.kind for p in problems})
+        file = name_of(problems[0].ino, self.inos)
         if kinds == ["mismatch"] and any(
-            self.foreign(data[p.start - pos : p.end - pos], p.start) for p in problems
+            self.foreign(data[p.start - pos : p.end - pos], p.start, file) for p in problems
         ):
             kinds = ["stale"]  # another run's data: blocks handed out without zeroing
-        failed_end = self.failed_end.get(name_of(problems[0].ino, self.inos), 0)
         name = classify(op, ret, kinds[0], problems, data, pos, self.backend.caps.block_size,
-                        size=size, failed_past_eof=self.failed_past_eof,
-                        failed_end=failed_end)  # fmt: skip
+                        size=size, failed_end=self.failed_end.get(file, 0),
+                        failed_ranges=self.failed_ranges.get(file, []))  # fmt: skip
         if name in self.allow:
             self.allowed[name] += 1
             if kinds == ["stale"] or name.startswith("unexplained-"):
@@ -281,13 +336,14 @@ class FileRun:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def check_read(self, index: int, op: Op, ret: Result, data: bytes) -> Failure | None:
-        """A read returned ``ret`` and ``data``: its length against i_size, its bytes
-        against the oracle."""
+    def check_read(self, index: int, op: Op, ret: Result, data: bytes,
+                   also: frozenset[int] = frozenset()) -> Failure | None:  # fmt: skip
+        """A read returned ``ret`` and ``data``: its length against i_size (or one of
+        ``also``), its bytes against the oracle."""
         if self.ended:
             return None
         ino = self.inos[op.file]
-        sizes = self.oracle.file(ino).sizes
+        sizes = self.oracle.file(ino).sizes | also
         if ret < 0:
             if ret == EAGAIN and "NOWAIT" in op.flags:
                 return None
@@ -337,6 +393,10 @@ def _perform(r: FileRun, op: Op) -> Result:
         return b.fallocate(name, op.pos, op.length, op.keep_size)
     if k == "punch":
         return b.punch(name, op.pos, op.length)
+    if k == "zero_range":
+        return b.zero_range(name, op.pos, op.length, op.keep_size)
+    if k == "mmap_write":
+        return b.mmap_write(name, op.pos, op.length, r.wid(op))
     if k == "reflink":
         return b.reflink(r.prefix + op.src, op.spos, name, op.pos, op.length)
     if k == "drop_cache":

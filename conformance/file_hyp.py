@@ -19,11 +19,12 @@ import attrs
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 
 from .backend import FileBackend
 from .fast import FastReport, Shrunk, _Runs
 from .file_check import Failure, FileRun
-from .file_ops_gen import Op, Sizes, draw_op
+from .file_ops_gen import Op, Sizes, draw_op, renumber
 
 T = TypeVar("T")
 _NO_SIZES = Sizes()  # (never updated)
@@ -61,20 +62,24 @@ def run_hypothesis(
     performer = _Runs(backend, allow)
     t0 = time.perf_counter()
     budget = [examples]  # examples left, over the rounds
+    first: list[_Found] = []  # the round's first failure, should replaying it be flaky
 
     def example(data: Any) -> None:
         if stop():
             raise KeyboardInterrupt  # (Hypothesis lets it through at once)
         drawn = data.draw(st.lists(_op(backend.caps), min_size=1, max_size=ops))
         # write ids by position, so that a shrunk list still numbers its writes 1, 2...
-        drawn = [attrs.evolve(op, wid=i + 1) if op.wid else op for i, op in enumerate(drawn)]
+        drawn = renumber(drawn)
 
         def perform(run: FileRun) -> None:
             for i, op in enumerate(drawn):
                 failure = run.step(i, op)
                 if failure is not None:
                     note("\n".join(run.story))
-                    raise _Found(failure, run, drawn[: i + 1])
+                    found = _Found(failure, run, drawn[: i + 1])
+                    if not first:
+                        first.append(found)
+                    raise found
                 if run.ended:
                     return
 
@@ -92,12 +97,19 @@ def run_hypothesis(
                         )(given(st.data())(example))  # fmt: skip
         if not derandomize:
             test = hypothesis_seed(seed + len(report.failures))(test)
+        first.clear()
         try:
             test()
             break
         except _Found as exc:
             report.failures.append(Shrunk(exc.failure, exc.ops, exc.run.story, seed, 0, 0, 0))
             performer.allow |= {exc.failure.name}  # the next round goes past it
+        except Flaky:  # it did not fail again when replayed (stale data depends on
+            exc2 = first[0]  # what the allocator hands out): reported as first seen
+            failure = attrs.evolve(exc2.failure, message=exc2.failure.message
+                                   + "\n(did not fail again when replayed: not shrunk)")
+            report.failures.append(Shrunk(failure, exc2.ops, exc2.run.story, seed, 0, 0, 0))
+            performer.allow |= {failure.name}
         except KeyboardInterrupt:
             report.interrupted = True
             break

@@ -13,12 +13,17 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import attrs
 from attrs import field, frozen
 
 from .backend import Capabilities
 
 KINDS = ("pwrite", "pread", "bwrite", "bread", "fsync", "fdatasync", "truncate",
-         "fallocate", "punch", "reflink", "drop_cache", "remount")  # fmt: skip
+         "fallocate", "punch", "reflink", "drop_cache", "remount", "zero_range",
+         "mmap_write", "aio")  # fmt: skip
+# kinds a backend has only when its capabilities say so
+OPTIONAL = {"reflink": "reflink", "remount": "remount", "zero_range": "zero_range",
+            "mmap_write": "mmap", "aio": "aio"}  # fmt: skip
 SPAN = 256 * 1024  # where operations land (the files stay small)
 MAX_LEN = 64 * 1024
 FILES = 2
@@ -44,6 +49,7 @@ class Op:
     keep_size: bool = False
     src: str = ""
     spos: int = 0
+    batch: tuple[Op, ...] = ()  # aio: direct reads and writes in flight together
 
     def __str__(self) -> str:
         k, f = self.kind, self.file
@@ -61,11 +67,17 @@ class Op:
             return f"fallocate {f} {rng}{' KEEP_SIZE' if self.keep_size else ''}"
         if k == "punch":
             return f"punch hole {f} {rng}"
+        if k == "zero_range":
+            return f"zero range {f} {rng}{' KEEP_SIZE' if self.keep_size else ''}"
+        if k == "mmap_write":
+            return f"write #{self.wid} through a shared mapping {f} {rng}"
         if k == "reflink":
             src = f"{self.src} [{self.spos}, {self.spos + self.length})"
             return f"FICLONERANGE {src} -> {f} @{self.pos}"
         if k == "remount":
             return "unmount and mount again"
+        if k == "aio":
+            return "in flight together (Linux AIO): " + "; ".join(map(str, self.batch))
         return f"{k} {f}"
 
     def to_json(self) -> dict[str, Any]:
@@ -78,17 +90,20 @@ class Op:
             d["fault_at"] = self.fault_at
         if self.flags:
             d["flags"] = sorted(self.flags)
+        if self.batch:
+            d["batch"] = [op.to_json() for op in self.batch]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Op:
-        return cls(**{**d, "flags": frozenset(d.get("flags", ()))})
+        batch = tuple(cls.from_json(x) for x in d.get("batch", ()))
+        return cls(**{**d, "flags": frozenset(d.get("flags", ())), "batch": batch})
 
 
 # how often each operation is drawn (reflink only where the backend has it)
 WEIGHTS = {"pwrite": 30, "pread": 18, "bwrite": 6, "bread": 5, "fsync": 3, "fdatasync": 2,
            "truncate": 4, "fallocate": 7, "punch": 4, "reflink": 3, "drop_cache": 3,
-           "remount": 1}  # fmt: skip
+           "remount": 1, "zero_range": 3, "mmap_write": 4, "aio": 4}  # fmt: skip
 
 
 class Sizes:
@@ -131,9 +146,7 @@ def _length(rnd: random.Random, caps: Capabilities) -> int:
 
 def draw_op(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int) -> Op:
     """One operation; ``wid`` is the id a write drawn now takes."""
-    kinds = [k for k in KINDS if k != "reflink" or caps.reflink]
-    if not caps.remount:
-        kinds.remove("remount")
+    kinds = [k for k in KINDS if k not in OPTIONAL or getattr(caps, OPTIONAL[k])]
     kind = rnd.choices(kinds, [WEIGHTS[k] for k in kinds])[0]
     f = f"f{rnd.randrange(FILES)}"
     eof = sizes.get(f)
@@ -157,12 +170,18 @@ def draw_op(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int) -> O
         return Op("bread", f, pos, n)
     if kind == "truncate":
         return Op("truncate", f, rnd.choice((pos, pos + rnd.randrange(1, 4096), 0, eof)))
-    if kind in ("fallocate", "punch"):
+    if kind in ("fallocate", "punch", "zero_range"):
         bs = caps.block_size
         p = pos - pos % bs if rnd.random() < 0.7 else pos
-        return Op(kind, f, p, max(n, bs), keep_size=kind == "fallocate" and rnd.random() < 0.3)
+        keep = kind != "punch" and rnd.random() < 0.3
+        return Op(kind, f, p, max(n, bs), keep_size=keep)
+    if kind == "mmap_write":  # through a shared mapping: inside EOF (past it, SIGBUS)
+        start = rnd.randrange(0, max(eof, 1)) if eof else 0
+        return Op("mmap_write", f, start, rnd.randrange(1, 3 * caps.page_size), wid)
     if kind == "reflink":
         return _reflink(rnd, caps, sizes, f)
+    if kind == "aio":
+        return _aio(rnd, caps, sizes, wid)
     return Op(kind, f)
 
 
@@ -178,24 +197,78 @@ def _reflink(rnd: random.Random, caps: Capabilities, sizes: Sizes, dst: str) -> 
     return Op("reflink", dst, dpos, count * bs, src=src, spos=first * bs)
 
 
+def _aio(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int) -> Op:
+    """2-4 direct requests submitted together, on ranges that do not overlap (what
+    overlapping requests in flight leave is any interleaving: not drawn), all reads or
+    all writes on each file. Write ids
+    ``wid``, ``wid + 1``...: the list numbers the next operation after them."""
+    batch: list[Op] = []
+    writes = {f"f{i}": rnd.random() < 0.5 for i in range(FILES)}
+    for i in range(rnd.randint(2, 4)):
+        f = f"f{rnd.randrange(FILES)}"
+        pos, n = _pos(rnd, caps, sizes.get(f)), _length(rnd, caps)
+        if any(o.file == f and pos < o.pos + o.length and o.pos < pos + n for o in batch):
+            continue
+        flags = frozenset({"NOWAIT"}) if caps.nowait and rnd.random() < 0.1 else frozenset()
+        # one kind per file: a write the filesystem sends through the page cache (btrfs
+        # with checksums) moves i_size with no trace, under a read of the batch
+        if writes[f]:
+            # whole blocks: a sub-block write may go through the page cache instead
+            # (btrfs; xfs on a reflinked inode), where no trace shows it moving i_size
+            # under a request in flight
+            bs = caps.block_size
+            pos, n = pos - pos % bs, max(bs, n - n % bs)
+            if any(o.file == f and pos < o.pos + o.length and o.pos < pos + n for o in batch):
+                continue
+            batch.append(Op("pwrite", f, pos, n, wid + i, flags))
+        else:
+            batch.append(Op("pread", f, pos, n, flags=flags))
+    return Op("aio", batch=tuple(batch))
+
+
 def draw_ops(seed: int, count: int, caps: Capabilities) -> list[Op]:
     """A reproducible list of ``count`` operations (the generator guesses file sizes
     from the operations alone, so the list does not depend on any backend)."""
     rnd = random.Random(seed)
     sizes = Sizes()
     ops = []
-    for i in range(count):
-        op = draw_op(rnd, caps, sizes, wid=i + 1)
+    wid = 1
+    for _ in range(count):
+        op = draw_op(rnd, caps, sizes, wid=wid)
         guess_size(sizes, op)
         ops.append(op)
+        wid += 4 if op.kind == "aio" else 1
     return ops
 
 
 def guess_size(sizes: Sizes, op: Op) -> None:
     """The size after ``op`` if it succeeds in full (enough to aim at EOF)."""
+    for sub in op.batch:
+        guess_size(sizes, sub)
     s = sizes.size
     cur = s.get(op.file, 0)
-    if op.kind in ("pwrite", "bwrite", "reflink") or (op.kind == "fallocate" and not op.keep_size):
+    grows = op.kind in ("fallocate", "zero_range") and not op.keep_size
+    if op.kind in ("pwrite", "bwrite", "reflink") or grows:
         s[op.file] = max(cur, op.pos + op.length)
     elif op.kind == "truncate":
         s[op.file] = op.pos
+
+
+def renumber(ops: list[Op]) -> list[Op]:
+    """The same operations with their writes numbered 1, 2... in order (batch members
+    too): a shrunk or assembled list keeps every write's data distinct."""
+    out: list[Op] = []
+    n = 0
+
+    def one(op: Op) -> Op:
+        nonlocal n
+        if op.batch:
+            return attrs.evolve(op, batch=tuple(one(b) for b in op.batch))
+        if not op.wid:
+            return op
+        n += 1
+        return attrs.evolve(op, wid=n)
+
+    for op in ops:
+        out.append(one(op))
+    return out

@@ -103,8 +103,8 @@ FINDINGS: dict[str, FindingDoc] = {
 
 def classify(op: Op, ret: int, kind: str, problems: Sequence[Problem] = (),
              data: bytes = b"", pos: int = 0, block_size: int = 0,
-             size: int = -1, failed_past_eof: bool = False,
-             failed_end: int = 0) -> str:  # fmt: skip
+             size: int = -1, failed_end: int = 0,
+             failed_ranges: Sequence[tuple[int, int]] = ()) -> str:  # fmt: skip
     """The finding ``problems`` (found reading ``data`` at ``pos``, or the file's size
     being ``size``, after ``op`` returned ``ret``) are evidence of; ``kind``: the first
     problem's kind, or ``result`` for a result the contract does not allow."""
@@ -119,7 +119,9 @@ def classify(op: Op, ret: int, kind: str, problems: Sequence[Problem] = (),
             return "failed-write-grew-file"
     if op.kind == "remount" and kind == "size" and _grew_within(problems, size, failed_end):
         return "failed-write-grew-file"  # the larger size was on disk all along
-    if kind == "stale" and failed_past_eof:
+    if kind == "stale" and problems and all(
+        any(p.start < e and s < p.end for s, e in failed_ranges) for p in problems
+    ):  # stale bytes where a direct write past EOF failed
         return "stale-after-failed-write"
     return f"unexplained-{kind}"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,11 +104,15 @@ class Stats:
     divergences: int = 0
     quirks: int = 0  # known seed quirks met (and allowed for)
     order_checks: int = 0  # z3 checks over all completion orders of in-flight bios
+    # the quirks by name: findings of the seed (FINDINGS.md), which the implementation
+    # reproduces on purpose; reported by name, never silently allowed
+    findings: Counter[str] = field(factory=Counter)
 
     def add(self, other: Stats) -> None:
         for name in ("steps", "requests", "bios", "crashes", "races", "divergences", "quirks",
                      "order_checks"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.findings.update(other.findings)
 
 
 @define
@@ -435,6 +440,7 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
         else:
             if Q.nowait_eagain_landed(n, nowait, True):
                 h.stats.quirks += 1  # the finding, counted with the quirks (issue 14)
+                h.stats.findings["nowait-eagain-landed"] += 1
             durable = n > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
             h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid,
                                              n if n >= 0 else -1, durable=durable)  # fmt: skip
@@ -444,6 +450,7 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
             ):
                 if allowed is not None:  # named in model/seed_quirks.py
                     h.stats.quirks += 1
+                    h.stats.findings[allowed.name] += 1
                     h.oracle = h.oracle.may_be_zeroed(
                         f.ino, allowed.start, allowed.end - allowed.start
                     )

@@ -127,6 +127,7 @@ def _as_json(report: Any, proofs: list[Any], proof_seconds: float) -> dict[str, 
         d = {"fs": c.fs, "engine": c.engine, "examples": c.examples,
              "seconds": round(c.seconds, 2), "ok": c.ok}  # fmt: skip
         d.update({k: getattr(c.stats, k) for k in COLUMNS})
+        d["findings"] = dict(c.stats.findings)  # the seed's, reproduced (FINDINGS.md)
         if c.failure is not None:
             f = c.failure
             d["failure"] = {"kind": f.kind, "message": f.message, "steps": f.steps,
@@ -166,6 +167,10 @@ def _print_summary(report: Any, proofs: list[Any], proof_seconds: float) -> None
                   *(str(getattr(t, k)) for k in COLUMNS), f"{report.seconds:.1f}",
                   "[green]pass[/]" if report.ok else "[red]FAIL[/]", style="bold")  # fmt: skip
     console.print(table)
+    if t.findings:
+        met = ", ".join(f"{name} x{n}" for name, n in sorted(t.findings.items()))
+        console.print(f"findings of the seed met (the implementation reproduces them on "
+                      f"purpose; FINDINGS.md): {met}", highlight=False)  # fmt: skip
     if proofs:
         bad = [p for p in proofs if p.status != "proved"]
         console.print(f"z3: {len(proofs) - len(bad)}/{len(proofs)} arithmetic rules proved "

@@ -14,7 +14,8 @@ class MemFs:
 
     def __init__(self) -> None:
         self.caps = Capabilities(block_size=4096, logical_block_size=512, reflink=True,
-                                 remount=True)  # fmt: skip
+                                 remount=True, zero_range=True, mmap=True,
+                                 aio=True)  # fmt: skip
         self.name = "memfs"
         self.data: dict[str, bytearray] = {}
         self.ino = 0
@@ -47,6 +48,16 @@ class MemFs:
                     flags: frozenset[str]) -> tuple[int, bytes]:  # fmt: skip
         return self._read(name, pos, length)
 
+    def direct_batch(self, reqs: list[tuple[str, str, int, int, int, frozenset[str]]],
+                     ) -> list[tuple[int, bytes]]:  # fmt: skip
+        out = []
+        for kind, name, pos, length, wid, flags in reqs:
+            if kind == "pwrite":
+                out.append((self.direct_write(name, pos, length, wid, flags, None), b""))
+            else:
+                out.append(self._read(name, pos, length))
+        return out
+
     def buffered_write(self, name: str, pos: int, length: int, wid: int) -> int:
         self._put(name, pos, pattern(wid, pos, length))
         return length
@@ -74,6 +85,16 @@ class MemFs:
         if pos < end:
             f[pos:end] = bytes(end - pos)
         return 0
+
+    def zero_range(self, name: str, pos: int, length: int, keep_size: bool) -> int:
+        self.punch(name, pos, length)
+        return self.fallocate(name, pos, length, keep_size)
+
+    def mmap_write(self, name: str, pos: int, length: int, wid: int) -> int:
+        n = max(0, min(length, len(self.data[name]) - pos))
+        if n:
+            self._put(name, pos, pattern(wid, pos, n))
+        return n
 
     def reflink(self, src: str, spos: int, dst: str, dpos: int, length: int) -> int:
         if spos + length > len(self.data[src]):
@@ -146,3 +167,34 @@ class ShortWriteFs(MemFs):
         if fault_at is None and length > 16384:
             return super().direct_write(name, pos, 16384, wid, flags, None)
         return super().direct_write(name, pos, length, wid, flags, fault_at)
+
+
+class LazyZeroFs(MemFs):
+    """FALLOC_FL_ZERO_RANGE moves the size but leaves the old bytes in place."""
+
+    def zero_range(self, name: str, pos: int, length: int, keep_size: bool) -> int:
+        return self.fallocate(name, pos, length, keep_size)
+
+
+class LostMmapFs(MemFs):
+    """Writes through a mapping never reach the file."""
+
+    def mmap_write(self, name: str, pos: int, length: int, wid: int) -> int:
+        return max(0, min(length, len(self.data[name]) - pos))
+
+
+class OnceStaleFs(StaleFs):
+    """Exposes junk only the first time a truncate grows a file: a failure that does not
+    come back when replayed (as stale data depends on what the allocator hands out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spent = False
+
+    def truncate(self, name: str, size: int) -> int:
+        if self.spent:
+            return MemFs.truncate(self, name, size)
+        grows = size > len(self.data[name])
+        StaleFs.truncate(self, name, size)
+        self.spent = grows
+        return 0

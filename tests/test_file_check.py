@@ -11,7 +11,16 @@ from dioconf.conformance.file_hyp import run_hypothesis
 from dioconf.conformance.file_ops_gen import KINDS, Op, draw_ops
 from dioconf.conformance.findings import FINDINGS
 
-from .memfs import GrowOnFailureFs, HeadPadFs, MemFs, ShortWriteFs, StaleFs
+from .memfs import (
+    GrowOnFailureFs,
+    HeadPadFs,
+    LazyZeroFs,
+    LostMmapFs,
+    MemFs,
+    OnceStaleFs,
+    ShortWriteFs,
+    StaleFs,
+)
 
 
 def test_a_correct_backend_passes_every_operation_kind() -> None:
@@ -39,6 +48,8 @@ def test_drawing_is_reproducible_and_aligned() -> None:
         (GrowOnFailureFs, "failed-write-grew-file"),
         (StaleFs, "unexplained-stale"),
         (ShortWriteFs, "unexplained-result"),
+        (LazyZeroFs, "unexplained-stale"),  # the bytes it should have zeroed show
+        (LostMmapFs, "unexplained-mismatch"),
     ],
 )
 def test_each_mutant_is_found_named_and_shrunk(mutant: type[MemFs], name: str) -> None:
@@ -102,3 +113,10 @@ def test_known_findings_are_documented() -> None:
         assert doc.summary and doc.seed
         if doc.repro_path is not None:
             assert doc.repro_path.is_file(), doc.repro_path
+
+
+def test_a_failure_hypothesis_cannot_replay_is_reported_as_first_seen() -> None:
+    rep = run_hypothesis(OnceStaleFs(), seed=0, examples=200, ops=40, derandomize=True)
+    assert [f.failure.name for f in rep.failures] == ["unexplained-stale"]
+    assert "did not fail again when replayed" in rep.failures[0].failure.message
+    assert rep.failures[0].story  # the story of the run that failed

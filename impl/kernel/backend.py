@@ -22,6 +22,7 @@ import mmap
 import os
 import struct
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ...conformance.backend import Capabilities
 from ...model.pattern import pattern
@@ -30,6 +31,7 @@ from .fixture import MountedFs, remount
 from .workload import FALLOC_FL_KEEP_SIZE, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_NOCOW_FL
 
 FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_ZERO_RANGE = 0x10
 FICLONERANGE = 0x4020940D  # _IOW(0x94, 13, struct file_clone_range)
 RWF = {"DSYNC": os.RWF_DSYNC, "SYNC": os.RWF_SYNC, "NOWAIT": os.RWF_NOWAIT}
 POOL = 1 << 20  # the largest request the pooled buffer serves
@@ -75,6 +77,7 @@ class KernelBackend:
         self.caps = Capabilities(
             block_size=g.fs_block_size, logical_block_size=g.logical_block_size,
             page_size=g.page_size, reflink=m.fs in ("xfs", "btrfs"), remount=True,
+            zero_range=True, mmap=True, aio=True,
         )  # fmt: skip
         self.name = label or f"kernel {m.fs}"
         self._fds: dict[str, tuple[int, int]] = {}  # name: (O_DIRECT fd, buffered fd)
@@ -86,6 +89,7 @@ class KernelBackend:
         # writes a line into a trace being recorded (trace_check.py), before each direct
         # request: what it is, for requests that leave no other event saying so
         self.marker: Callable[[str], None] | None = None
+        self._aio: Any = None  # an AioContext, made on first use
 
     # -- descriptors --------------------------------------------------------------------
 
@@ -106,6 +110,9 @@ class KernelBackend:
     def close(self) -> None:
         """Close every descriptor (idempotent, also after an interrupted call)."""
         with critical():
+            if self._aio is not None:  # waits for requests in flight, then io_destroy
+                self._aio.close()
+                self._aio = None
             while self._fds:
                 for fd in self._fds.popitem()[1]:
                     if fd >= 0:
@@ -158,6 +165,52 @@ class KernelBackend:
                 view.release()
         finally:
             buf.close()
+
+    def direct_batch(self, reqs: list[tuple[str, str, int, int, int, frozenset[str]]],
+                     ) -> list[tuple[int, bytes]]:  # fmt: skip
+        """One io_submit of them all, then reaped; each has a buffer of its own."""
+        from .aio import AioContext
+
+        bufs = []
+        ops = []
+        try:
+            for i, (kind, name, pos, length, wid, flags) in enumerate(reqs):
+                fd = self._fd(name)
+                self._mark(kind, name, pos, length, flags)
+                buf = _buffer(length)
+                bufs.append(buf)
+                if kind == "pwrite":
+                    buf[:length] = pattern(wid, pos, length)
+                else:
+                    for page in range(0, length, mmap.PAGESIZE):
+                        buf[page] = 0  # resident
+                op = "write" if kind == "pwrite" else "read"
+                ops.append((op, fd, memoryview(buf)[:length], pos, _rwf(flags), i))
+            self.syscalls += len(ops)
+            results = [0] * len(ops)
+            if self._aio is None:
+                with critical():  # known to close() from the moment it exists
+                    self._aio = AioContext(16)
+            ctx = self._aio
+            try:
+                accepted = ctx.submit_many(ops)
+            except OSError as exc:
+                return [(_errno(exc), b"")] * len(ops)
+            for i in range(accepted, len(ops)):
+                results[i] = -errno.EAGAIN  # (io_submit took a prefix only)
+            got = 0
+            while got < accepted:  # (all reaped before the buffers go)
+                for data, res in ctx.reap(1):
+                    results[data] = res
+                    got += 1
+            return [(r, bytes(bufs[i][: max(r, 0)]) if reqs[i][0] == "pread" else b"")
+                    for i, r in enumerate(results)]  # fmt: skip
+        finally:
+            for _, _, view, *_ in ops:
+                view.release()
+            for buf in bufs:
+                with contextlib.suppress(BufferError):
+                    buf.close()
 
     def _pwritev(self, fd: int, view: memoryview, pos: int, flags: frozenset[str]) -> int:
         self.syscalls += 1
@@ -221,6 +274,25 @@ class KernelBackend:
     def punch(self, name: str, pos: int, length: int) -> int:
         mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
         return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+
+    def zero_range(self, name: str, pos: int, length: int, keep_size: bool) -> int:
+        mode = FALLOC_FL_ZERO_RANGE | (FALLOC_FL_KEEP_SIZE if keep_size else 0)
+        return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+
+    def mmap_write(self, name: str, pos: int, length: int, wid: int) -> int:
+        fd = self._fd(name, False)
+        self.syscalls += 1
+        size = os.fstat(fd).st_size
+        n = max(0, min(length, size - pos))
+        if not n:
+            return 0
+        start = pos - pos % mmap.PAGESIZE
+        m = mmap.mmap(fd, pos + n - start, offset=start)  # MAP_SHARED, read and write
+        try:
+            m[pos - start : pos - start + n] = pattern(wid, pos, n)
+        finally:
+            m.close()  # (dirty pages stay dirty: no msync)
+        return n
 
     def reflink(self, src: str, spos: int, dst: str, dpos: int, length: int) -> int:
         arg = struct.pack("=qQQQ", self._fd(src, False), spos, length, dpos)
