@@ -446,7 +446,8 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
                                              n if n >= 0 else -1, durable=durable)  # fmt: skip
             for allowed in (
                 Q.legacy_zero_page_after_fault(h.engine, n, op.pos, op.length, op.fault_at),
-                Q.iomap_head_pad_after_dropped_fault(n, op.pos, op.fault_at, h.block_size),
+                Q.iomap_head_pad_after_dropped_fault(n, op.pos, op.fault_at, h.block_size)
+                if h.engine == "iomap" else None,  # (the legacy engine has its own)
             ):
                 if allowed is not None:  # named in model/seed_quirks.py
                     h.stats.quirks += 1
