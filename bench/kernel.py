@@ -36,6 +36,10 @@ def run(fs: str = "xfs", runs: int = 10, ops: int = 500) -> dict[str, Any]:
                     for op in todo:
                         if op.kind in ("pread", "bread"):
                             _read(run, op)
+                        elif op.kind == "aio":
+                            b.direct_batch([(x.kind, run.prefix + x.file, x.pos, x.length,
+                                             run.wid(x) if x.wid else 0, x.flags)
+                                            for x in op.batch])  # fmt: skip
                         else:
                             _perform(run, op)
 

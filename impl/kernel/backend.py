@@ -108,20 +108,26 @@ class KernelBackend:
 
     @releasing
     def close(self) -> None:
-        """Close every descriptor (idempotent, also after an interrupted call)."""
+        """Close every descriptor, the AIO context and the buffer (idempotent, also
+        after an interrupted call)."""
         with critical():
             if self._aio is not None:  # waits for requests in flight, then io_destroy
                 self._aio.close()
                 self._aio = None
-            while self._fds:
-                for fd in self._fds.popitem()[1]:
-                    if fd >= 0:
-                        os.close(fd)
+            self._close_files()
         if not self._pool.closed:
             # an interrupted call's view may still export it: the memory then goes with
             # the last reference (no descriptor, no mount)
             with contextlib.suppress(BufferError):
                 self._pool.close()
+
+    @releasing
+    def _close_files(self) -> None:
+        with critical():
+            while self._fds:
+                for fd in self._fds.popitem()[1]:
+                    if fd >= 0:
+                        os.close(fd)
 
     # -- operations -----------------------------------------------------------------------
 
@@ -303,13 +309,10 @@ class KernelBackend:
                           os.POSIX_FADV_DONTNEED)  # fmt: skip
 
     def remount(self) -> int:
-        """Close every file, unmount, mount again; files reopen on their next use."""
-        pool, self._pool = self._pool, _buffer(0)  # close() must not drop the pool
-        try:
-            self.close()
-        finally:
-            self._pool.close()
-            self._pool = pool
+        """Close every file, unmount, mount again; files reopen on their next use. (The
+        AIO context holds no file once its requests are reaped: it stays; io_destroy
+        waits for an RCU grace period.)"""
+        self._close_files()
         try:
             remount(self.m)
         except Exception as exc:
