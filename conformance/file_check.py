@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno as errno_mod
 import re
 from collections import Counter
+from typing import Any
 
 from attrs import define, field, frozen
 
@@ -36,6 +37,10 @@ class Failure:
     name: str  # a finding's name (findings.py) or unexplained-KIND
     index: int  # the operation (0-based)
     message: str
+    # what the contract allowed, for a generated reproducer (repro_script.py): data
+    # (a range's candidate values per piece), size (the sizes allowed) or result
+    expect: dict[str, Any] | None = None
+    wid_base: int = 0  # the run's write ids are wid_base + op.wid
 
     @property
     def known(self) -> bool:
@@ -256,10 +261,13 @@ class FileRun:
         if name in self.allow:
             self.allowed[name] += 1
             return None
+        expect = {"kind": "data", "file": op.file, "start": lo, "end": hi,
+                  "pieces": [[lo, hi, [[self.wid(op), 0]]]]}  # its own data only
         return Failure(name, index, f"the write failed with EFAULT at buffer offset "
                        f"{op.fault_at}, and its data landed up to {lo}, but [{lo}, {hi}) "
                        "reads as zeros although the buffer held that data in a page before "
-                       "the fault: the request zeroed data it had just written")  # fmt: skip
+                       "the fault: the request zeroed data it had just written",
+                       expect, self.wid_base)  # fmt: skip
 
     def _check_size(self, index: int, op: Op, ret: Result, name: str) -> Failure | None:
         ino = self.inos[name]
@@ -320,7 +328,18 @@ class FileRun:
             self.oracle = absorb(name, self.oracle, self.inos[op.file], op, wid, problems, size)
             return None
         message = "\n".join(self.relative(str(p)) for p in problems[:6])
-        return Failure(name, index, message)
+        return Failure(name, index, message, self._expect(file, problems), self.wid_base)
+
+    def _expect(self, file: str, problems: list[Problem]) -> dict[str, Any]:
+        """What the oracle allowed where the first problem is."""
+        p = problems[0]
+        f = self.oracle.file(p.ino)
+        if p.kind == "size":
+            return {"kind": "size", "file": file, "sizes": sorted(f.sizes)}
+        pieces = [[s, e, sorted([v.wid, v.shift] for v in vs)]
+                  for s, e, vs in f.now.pieces(p.start, p.end)]  # fmt: skip
+        return {"kind": "data", "file": file, "start": p.start, "end": p.end,
+                "pieces": pieces}  # fmt: skip
 
     def relative(self, text: str) -> str:
         """``text`` with this run's write ids as the operations show them (#7, not
@@ -366,7 +385,8 @@ class FileRun:
             self.allowed[name] += 1
             self.ended = name.startswith("unexplained-")  # (what did it do?)
             return None
-        return Failure(name, index, message)
+        expect = {"kind": "result", "file": op.file, "bad": ret, "why": message}
+        return Failure(name, index, message, expect, self.wid_base)
 
 
 def name_of(ino: int, inos: dict[str, int]) -> str:

@@ -226,6 +226,9 @@ def write_failure(out: Path, t: Target, f: Shrunk) -> Path:
         "finding": f.failure.name, "seed": f.seed, "run": f.run,
         "ops": [op.to_json() for op in f.ops],
     }, indent=1) + "\n")  # fmt: skip
+    from .repro_script import write_script
+
+    repro = write_script(d / "repro.py", t, f.ops, f.failure, f.story)
     lines = [f"{f.failure.name} on {t.label} (seed {f.seed}, run {f.run}; shrunk from "
              f"{f.original_length} to {len(f.ops)} operations)", "", *f.story, "",
              f.failure.message]  # fmt: skip
@@ -235,6 +238,7 @@ def write_failure(out: Path, t: Target, f: Shrunk) -> Path:
             lines.append(f"standalone reproducer: python3 {doc.repro_path} --loop-image "
                          f"--fs {t.fs}")  # fmt: skip
     lines.append(f"again: dioconf run --kernel {t.fs}:{t.geometry} --replay {d / 'ops.json'}")
+    lines.append(f"standalone (generated): python3 {repro} --loop-image")
     (d / "story.txt").write_text("\n".join(lines) + "\n")
     return d
 
@@ -243,7 +247,9 @@ def finding_json(t: Target, f: Shrunk, where: str) -> dict[str, Any]:
     doc = FINDINGS.get(f.failure.name)
     return {"name": f.failure.name, "fs": t.label, "known": doc is not None,
             "summary": doc.summary if doc else f.failure.message.splitlines()[0],
-            "repro": str(doc.repro_path) if doc and doc.repro_path else None,
+            "repro": str(doc.repro_path) if doc and doc.repro_path
+            else str(Path(where) / "repro.py"),
+            "generated_repro": str(Path(where) / "repro.py"),
             "ops": len(f.ops), "story": where}  # fmt: skip
 
 

@@ -120,3 +120,23 @@ def test_a_failure_hypothesis_cannot_replay_is_reported_as_first_seen() -> None:
     assert [f.failure.name for f in rep.failures] == ["unexplained-stale"]
     assert "did not fail again when replayed" in rep.failures[0].failure.message
     assert rep.failures[0].story  # the story of the run that failed
+
+
+def test_a_generated_reproducer_uses_the_standard_library_only() -> None:
+    import ast
+    import sys
+
+    from dioconf.conformance.kernel_run import Target
+    from dioconf.conformance.repro_script import _with_data_first, script_text
+
+    rep = run_fast(HeadPadFs(), seed=0, runs=3, ops=100)
+    f = rep.failures[0]
+    text = _with_data_first(script_text(Target("xfs", "4k"), f.ops, f.failure, f.story))
+    tree = ast.parse(text)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}  # fmt: skip
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}  # fmt: skip
+    assert imported and imported <= set(sys.stdlib_module_names), imported
+    data = text[text.index("DATA = ") : text.index('if __name__ == "__main__":')]
+    assert "'expect'" in data and f"{f.failure.wid_base + f.ops[-1].wid}" in data

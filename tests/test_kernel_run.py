@@ -41,6 +41,11 @@ def test_xfs_ci_reports_the_head_pad_corruption_with_a_reproducer(tmp_path, own_
     # the shrunk operations fail the same way again on a fresh filesystem
     again = _run("--replay", str(Path(f["story"]) / "ops.json"))
     assert again.returncode == 1 and "head-pad-after-dropped-fault" in again.stdout
+    # and so does the generated standalone reproducer, without dioconf
+    gen = subprocess.run([sys.executable, "-I", f["generated_repro"], "--loop-image"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert gen.returncode == 1 and gen.stdout.strip().splitlines()[-1].startswith("BUG")
+    assert leftovers(own_tmp) == []
 
 
 @needs("ext4")
