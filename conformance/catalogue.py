@@ -16,6 +16,13 @@ COMBOS: tuple[tuple[str, str], ...] = (
     ("getblock", "legacy"),
 )
 FS_NAMES: tuple[str, ...] = tuple(name for name, _ in COMBOS)
+# The run profiles, one meaning for every tool: ``ci`` is derandomized and bounded
+# (what CI runs), ``dev`` draws fresh random seeds at a size a developer waits for,
+# ``nightly`` is long. Each tool's sizes, side by side:
+# - PYTEST_EXAMPLES: max_examples of the project's own property tests (tests/conftest.py)
+# - PROFILES: dioconf run (examples per filesystem and engine, steps per example)
+# - KERNEL_PROFILES / FAST_PROFILES: dioconf run --kernel, through Hypothesis / --fast
+PYTEST_EXAMPLES: dict[str, int] = {"ci": 60, "dev": 200, "nightly": 5000}
 # examples per filesystem and engine, steps per example, derandomized
 PROFILES: dict[str, tuple[int, int, bool]] = {
     "ci": (150, 30, True),

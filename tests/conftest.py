@@ -6,18 +6,20 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from dioconf.conformance.catalogue import PYTEST_EXAMPLES
 from hypothesis import HealthCheck, settings
 
+# the profiles' sizes for these tests come from the catalogue, with every tool's
 settings.register_profile(
     "ci",
-    max_examples=60,
+    max_examples=PYTEST_EXAMPLES["ci"],
     derandomize=True,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("dev", max_examples=200, deadline=None)
-settings.register_profile("nightly", max_examples=5000, deadline=None)
+settings.register_profile("dev", max_examples=PYTEST_EXAMPLES["dev"], deadline=None)
+settings.register_profile("nightly", max_examples=PYTEST_EXAMPLES["nightly"], deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 ROOT = Path(__file__).resolve().parents[1]

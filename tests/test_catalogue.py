@@ -29,3 +29,15 @@ def test_the_command_line_offers_what_the_catalogue_names():
     assert list(engine.choices) == list(ENGINE_NAMES)
     fs_help = next(a for a in run._actions if a.dest == "fs").help
     assert all(name in fs_help for name in FS_NAMES)
+
+
+def test_every_tool_has_the_same_profiles():
+    from dioconf.conformance import catalogue as c
+
+    names = list(c.PROFILES)
+    assert names == ["ci", "dev", "nightly"]
+    for table in (c.PYTEST_EXAMPLES, c.KERNEL_PROFILES, c.FAST_PROFILES):
+        assert list(table) == names
+    # ci is the derandomized one everywhere; the others draw fresh seeds
+    for table in (c.PROFILES, c.KERNEL_PROFILES):
+        assert [derandomized for *_, derandomized in table.values()] == [True, False, False]
