@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 
-def run(fs: str = "xfs", runs: int = 10, ops: int = 500) -> dict[str, Any]:
+def run(fs: str = "xfs", runs: int = 10, ops: int = 500, examples: int = 200) -> dict[str, Any]:
     from ..conformance.fast import _Runs, run_seed
     from ..conformance.file_check import FileRun, _perform, _read
     from ..conformance.file_hyp import run_hypothesis
@@ -57,7 +57,7 @@ def run(fs: str = "xfs", runs: int = 10, ops: int = 500) -> dict[str, Any]:
                 steps += r.steps
             checked_s = time.perf_counter() - t0
             syscalls_checked = b.syscalls - syscalls_raw
-            hyp = run_hypothesis(b, seed=0, examples=200, ops=100, derandomize=True,
+            hyp = run_hypothesis(b, seed=0, examples=examples, ops=100, derandomize=True,
                                  allow=allow)  # fmt: skip
         finally:
             b.close()

@@ -107,3 +107,15 @@ def test_without_root_the_kernel_run_says_so(monkeypatch, capsys):
     assert main(["run", "--kernel", "ext4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "dioconf run: the kernel run needs root (to attach loop devices and mount)."
+
+
+@needs("xfs")
+def test_the_kernel_bench_measures_raw_checked_and_hypothesis(own_tmp):
+    from dioconf.bench.kernel import run
+
+    doc = run("xfs", runs=2, ops=150, examples=20)
+    assert doc["operations"] == 300 and doc["checked_steps"] == 300
+    assert doc["raw_ops_per_s"] > 0 and doc["checked_ops_per_s"] > 0
+    assert doc["checked_over_raw"] > 0 and doc["hypothesis_steps"] > 20
+    assert doc["syscalls_per_op_checked"] > doc["syscalls_per_op_raw"]  # the checks read
+    assert leftovers(own_tmp) == []
