@@ -175,11 +175,11 @@ FIO = pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not install
 def test_the_btrfs_dsync_flush_finding_still_reproduces(fs, tmp_path, own_tmp):
     """Finding (traces/kernel/DIVERGENCES.md 29): eight jobs of O_DSYNC direct writes to
     one NOCOW file; on btrfs some complete before any cache flush covers their data (a
-    race, seen in 4 of 5 runs idle and 5 of 5 under load: up to five runs). xfs, the
-    control, flushes for every one of them."""
+    race, seen in 4 of 5 runs idle and 5 of 5 under load, but once in 0 of 5 beside a
+    parallel test run: up to ten runs). xfs, the control, flushes for every one of them."""
     nocow = "chattr +C $DIOCONF_MNT/d && " if fs == "btrfs" else ""
     unflushed = []
-    for attempt in range(5 if fs == "btrfs" else 1):
+    for attempt in range(10 if fs == "btrfs" else 1):
         rec = record_command(fs, ["sh", "-c", DSYNC_RACE.format(nocow=nocow)],
                              tmp_path / str(attempt), "dsync-race")  # fmt: skip
         assert rec.requests >= 800 and not rec.failed_checks
@@ -191,7 +191,7 @@ def test_the_btrfs_dsync_flush_finding_still_reproduces(fs, tmp_path, own_tmp):
     if fs == "xfs":
         assert unflushed == []
         return
-    assert unflushed, "every O_DSYNC write was flushed in 5 runs: fixed in this kernel?"
+    assert unflushed, "every O_DSYNC write was flushed in 10 runs: fixed in this kernel?"
     d = unflushed[0]
     assert d.model_predicts == "flush" and d.trace_says.startswith("complete ret=4096"), d
 
