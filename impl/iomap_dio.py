@@ -9,6 +9,7 @@ bio, or "on the workqueue".
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,12 +45,21 @@ _KEPT_DIO_FLAGS = frozenset({"FSBLOCK_ALIGNED", "BUF_WRITETHROUGH"})
 _NONE: frozenset[str] = frozenset()
 _WRITE = frozenset({"WRITE"})
 _SYNC = frozenset({"DSYNC", "SYNC"})
-# the flags ->iomap_begin gets (IOMAP_DIRECT and a subset of these), by bit mask
-_IFLAG_BITS = ("NOWAIT", "WRITE", "OVERWRITE_ONLY", "ATOMIC")
-_IFLAGS = tuple(
-    frozenset({"DIRECT"} | {f for i, f in enumerate(_IFLAG_BITS) if mask >> i & 1})
-    for mask in range(16)
-)
+class IterFlag:
+    """The iomap_iter flags of a request besides IOMAP_DIRECT (include/linux/iomap.h),
+    as named bits (plain ints: the hot path ORs them)."""
+
+    NONE, NOWAIT, WRITE, OVERWRITE_ONLY, ATOMIC = 0, 1, 2, 4, 8
+    NAMES = ((NOWAIT, "NOWAIT"), (WRITE, "WRITE"), (OVERWRITE_ONLY, "OVERWRITE_ONLY"),
+             (ATOMIC, "ATOMIC"))  # fmt: skip
+
+
+@functools.cache
+def iomap_flags(bits: int) -> frozenset[str]:
+    """The flag names ->iomap_begin gets for ``bits`` (built once per combination)."""
+    return frozenset({"DIRECT", *(name for bit, name in IterFlag.NAMES if bits & bit)})
+
+
 _HOOKS = frozenset({"dio_start", "iomap_end", "submit_io", "end_io"})
 
 
@@ -128,7 +138,7 @@ def iomap_dio_rw(
               set(dio_flags & _KEPT_DIO_FLAGS) if dio_flags else set(), inode.size,
               iocb.complete is None or "FORCE_WAIT" in dio_flags)  # fmt: skip
     nowait = "NOWAIT" in iocb.flags
-    iflags = 1 if nowait else 0  # an index into _IFLAGS
+    iflags = IterFlag.NOWAIT if nowait else IterFlag.NONE
     if op == "read":
         if iocb.pos >= dio.i_size:
             return _early(env, inode, iocb, req, 0)
@@ -139,14 +149,14 @@ def iomap_dio_rw(
                 tr.input(req, "writeback", ret=ret)
             return _early(env, inode, iocb, req, ret)
     else:
-        iflags |= 2
+        iflags |= IterFlag.WRITE
         dio.flags.add("WRITE")
         if "OVERWRITE_ONLY" in dio_flags:
             if iocb.pos >= dio.i_size or iocb.pos + length > dio.i_size:
                 return _early(env, inode, iocb, req, EAGAIN)
-            iflags |= 4
+            iflags |= IterFlag.OVERWRITE_ONLY
         if "ATOMIC" in iocb.flags:
-            iflags |= 8
+            iflags |= IterFlag.ATOMIC
         buf_wt = "BUF_WRITETHROUGH" in dio.flags
         if not iocb.flags.isdisjoint(_SYNC) and not buf_wt:
             dio.flags.add("NEED_SYNC")
@@ -167,7 +177,7 @@ def iomap_dio_rw(
     start = env.dio_start
     if start is not None:  # the filesystem's per-request private data (e.g. btrfs dio_data)
         start(inode)
-    ret = _iterate(dio, op, _IFLAGS[iflags], dio_flags)
+    ret = _iterate(dio, op, iomap_flags(iflags), dio_flags)
     return _finish_submission(dio, ret, dio_flags)
 
 
@@ -305,19 +315,12 @@ def _bio_iter(dio: Dio, op: str, m: Iomap, pos: int, length: int, left: int) -> 
             dio.flags.add("COMP_WORK")
     if zeroout and pos & (bs - 1):
         head = pos & (bs - 1)
-        _submit(dio, m, pos - head, ZERO[:head], True)
+        _submit(dio, m, pos - head, ZERO[:head], zero=True)
     copied, ret = 0, 0
-    page = env.page_size
-    max_bio = BIO_MAX_VECS * page
-    bufwt = "BUF_WRITETHROUGH" in dio.flags
     while copied < length:
         if dio.error:  # a completion already failed: submit nothing more
             return (copied, 0) if copied else (0, 0)
-        if dio.buf.fault_at is None and not bufwt:  # _pin's common case, inline
-            n = min(length - copied, max_bio - (pos + copied - dio.iocb.pos) % page)
-            n -= n % align
-        else:
-            n = _pin(dio, pos + copied, length - copied, align)
+        n = _pin(dio, pos + copied, length - copied, align)
         if n <= 0:
             ret = EFAULT
             break
@@ -325,12 +328,12 @@ def _bio_iter(dio: Dio, op: str, m: Iomap, pos: int, length: int, left: int) -> 
             ret = EINVAL
             break
         off = pos + copied - dio.iocb.pos
-        _submit(dio, m, pos + copied, dio.buf.view[off : off + n], False, fua, atomic)
+        _submit(dio, m, pos + copied, dio.buf.view[off : off + n], fua=fua, atomic=atomic)
         dio.size += n
         copied += n
     end = pos + copied
     if (zeroout or (op == "write" and end >= dio.inode.size)) and end & (bs - 1):
-        _submit(dio, m, end, ZERO[: bs - (end & (bs - 1))], True)
+        _submit(dio, m, end, ZERO[: bs - (end & (bs - 1))], zero=True)
         ret = 0  # the zeroing's result replaces the loop's
     return (copied, 0) if copied else (0, ret)
 
@@ -347,7 +350,7 @@ def _pin(dio: Dio, pos: int, want: int, align: int) -> int:
     return n - n % align
 
 
-def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, zero: bool = False,
+def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, *, zero: bool = False,
             fua: bool = False, atomic: bool = False) -> None:  # fmt: skip
     assert m.addr is not None
     addr = (m.addr + pos - m.offset) // 512 * 512
@@ -356,8 +359,8 @@ def _submit(dio: Dio, m: Iomap, pos: int, data: memoryview, zero: bool = False,
         dio.ref += 1
         index = dio.nbios
         dio.nbios += 1
-    bio = Bio(index, op, addr, data, fua and not zero, zero, atomic and not zero, 0, _bio_done,
-              dio)  # fmt: skip
+    bio = Bio(index, op, addr, data, fua=fua and not zero, zero=zero,
+              atomic=atomic and not zero, end_io=_bio_done, private=dio)  # fmt: skip
     if dio.env.trace:
         dio.env.trace.bio(dio.req, bio)
     submit = dio.env.submit_io

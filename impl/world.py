@@ -38,10 +38,12 @@ _NONE: frozenset[str] = frozenset()
 
 def _check_request(op: str, pos: int, length: int, done_before: int, fault_at: int | None,
                    page_size: int) -> None:  # fmt: skip
-    """Requests the kernel would refuse before any direct-I/O code runs."""
-    for name, value in (("pos", pos), ("done_before", done_before)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{op}: {name} must be a non-negative integer, got {value!r}")
+    """Requests the kernel would refuse before any direct-I/O code runs (the one place
+    these are checked: the common case costs two type tests and a comparison)."""
+    if type(pos) is not int or type(done_before) is not int or pos < 0 or done_before < 0:
+        for name, value in (("pos", pos), ("done_before", done_before)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{op}: {name} must be a non-negative integer, got {value!r}")
     if pos + length > LOFF_MAX:
         raise ValueError(f"{op}: pos {pos} + length {length} overflows loff_t (2**63 - 1)")
     if fault_at is not None and (fault_at < 0 or fault_at % page_size):
@@ -263,9 +265,7 @@ class World:
     def _rw(self, op: str, inode: Inode, pos: int, buf: bytearray, flags: Iterable[str],
             dio: Iterable[str], sync: bool, fault_at: int | None, done_before: int,
             settle: bool) -> Result:  # fmt: skip
-        if (type(pos) is not int or pos < 0 or pos + len(buf) > LOFF_MAX or done_before
-                or type(done_before) is not int or fault_at is not None):  # fmt: skip
-            _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
+        _check_request(op, pos, len(buf), done_before, fault_at, self.page_size)
         lbs = self.device.logical_block_size
         if op == "write" and pos > inode.size and not (pos | len(buf)) % lbs:
             # the filesystem's write checks, before the dio, for a write that passes the
