@@ -79,7 +79,7 @@ class FileRun:
             raise ValueError(f"write ids are 1..{WID_STRIDE - 1}, not {op.wid}")
         return self.wid_base + op.wid
 
-    def foreign(self, data: bytes, pos: int, file: str = "") -> bool:
+    def foreign(self, data: bytes, pos: int, file: str = "", own: int = 0) -> bool:
         """``data`` (read at ``pos`` of ``file``) holds another run's writes, this run's
         moved where no reflink moved them, or this run's back where a truncate, punch or
         zero range freed them: stale data (freed blocks handed out unzeroed)."""
@@ -91,8 +91,8 @@ class FileRun:
                     return True
                 if "(from offset" in lab and not self.reflinked:
                     return True
-                if any(s < fe and fs < e for fs, fe in freed):
-                    return True
+                if wid != own and any(s < fe and fs < e for fs, fe in freed):
+                    return True  # (the operation's own data is no stale data)
         return False
 
     def start(self) -> None:
@@ -200,7 +200,9 @@ class FileRun:
             self.failed_ranges.setdefault(op.file, []).append(span)
         if k == "reflink":
             self.reflinked = True
-        if k == "pwrite":
+        if k == "pwrite" and ret == EAGAIN and "NOWAIT" in op.flags:
+            pass  # preadv2(2): RWF_NOWAIT answers EAGAIN instead of doing anything
+        elif k == "pwrite":
             durable = ret > 0 and bool({"DSYNC", "SYNC"} & op.flags)
             o = o.direct_write(ino, op.pos, op.length, self.wid(op), ret if ret >= 0 else -1,
                                durable=durable)  # fmt: skip
@@ -311,7 +313,9 @@ class FileRun:
         kinds = sorted({p.kind for p in problems})
         file = name_of(problems[0].ino, self.inos)
         if kinds == ["mismatch"] and any(
-            self.foreign(data[p.start - pos : p.end - pos], p.start, file) for p in problems
+            self.foreign(data[p.start - pos : p.end - pos], p.start, file,
+                         self.wid(op) if op.wid else 0)
+            for p in problems
         ):
             kinds = ["stale"]  # another run's data: blocks handed out without zeroing
         name = classify(op, ret, kinds[0], problems, data, pos, self.backend.caps.block_size,

@@ -52,7 +52,7 @@ def script_text(target: Any, ops: list[Op], failure: Failure, story: list[str]) 
             "Run as root: python3 THIS_FILE DEVICE (a scratch block device: it is "
             "reformatted)\nor python3 THIS_FILE --loop-image. Prints BUG or OK (exit 1/0).\n"
             '"""\n')  # fmt: skip
-    return head + BODY + "\n\nDATA = " + pprint.pformat(data, width=96, sort_dicts=False) + "\n"
+    return head + BODY + "\n\nDATA = " + pprint.pformat(data, width=88, sort_dicts=False) + "\n"
 
 
 def write_script(path: Path, target: Any, ops: list[Op], failure: Failure,

@@ -5,7 +5,16 @@ dioconf. Kept as plain text so that nothing of the project leaks into it.
 """
 
 BODY = r'''
-import argparse, ctypes, errno, fcntl, json, mmap, os, struct, subprocess, sys, tempfile
+import argparse
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import tempfile
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)

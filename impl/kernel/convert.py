@@ -199,6 +199,8 @@ class Converter(AroundEngine):
         r.mapped = False
         self._iomap_begin_failed(r)
         pos, status = rec.f["pos"], rec.f["status"]
+        if status in PIN_ERRORS and r.fault_ev is not None and status != EFAULT:
+            r.fault_ev["errno"] = status  # the stop inferred below, now with its cause
         if status in PIN_ERRORS and not r.faulted:
             r.faulted = True
             at = pos - r.pos
@@ -219,6 +221,16 @@ class Converter(AroundEngine):
             self._insert_after_begin(
                 r, {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
             )
+        stopped = bool(r.iters) and r.iters[-1][0] < pos < min(r.map_end, r.pos + r.len)
+        if stopped and status == 0 and not r.faulted and not r.held:
+            # the bio loop stopped inside the mapping, with progress and no failed bio:
+            # pinning failed there and iomap_dio_bio_iter dropped the -EFAULT after
+            # progress (L567-569); the next ->iomap_begin may fail first (btrfs NOWAIT:
+            # -EAGAIN), so no traced -EFAULT says it (DIVERGENCES 37)
+            r.faulted = True
+            at = pos - r.pos
+            r.fault_ev = {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
+            self._insert_after_begin(r, r.fault_ev)
         r.iters.append((pos, status))
         r.asked = not final
 
@@ -240,6 +252,7 @@ class Converter(AroundEngine):
         if addr is not None and self.translate is not None:
             addr = self.translate(addr)
         r.extent = (addr, addr + f["length"]) if addr is not None else (0, 0)
+        r.map_end = f["offset"] + f["length"]
         self._emit(
             r,
             {

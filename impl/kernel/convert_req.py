@@ -46,7 +46,9 @@ class Req:
     # from the same task are the filesystem's (e.g. a buffered fallback's writeback)
     mapped: bool = False
     extent: tuple[int, int] = (0, 0)  # device bytes of the current mapping
+    map_end: int = 0  # file offset where the current mapping ends
     faulted: bool = False
+    fault_ev: dict[str, Any] | None = None  # the fault line inferred, if any
     queued: bool = False
     done: bool = False
     closed: bool = False  # returned early: nothing more can be traced for it
