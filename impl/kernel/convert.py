@@ -199,40 +199,37 @@ class Converter(AroundEngine):
         r.mapped = False
         self._iomap_begin_failed(r)
         pos, status = rec.f["pos"], rec.f["status"]
-        if status in PIN_ERRORS and r.fault_ev is not None and status != EFAULT:
-            r.fault_ev["errno"] = status  # the stop inferred below, now with its cause
-        if status in PIN_ERRORS and not r.faulted:
-            r.faulted = True
-            at = pos - r.pos
-            fault = {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
-            if status != EFAULT:
-                fault["errno"] = status
-            self._insert_after_begin(r, fault)
+        if status in PIN_ERRORS:
+            if r.fault_ev is None:
+                self._fault(r, pos)
+            if status != EFAULT:  # -EINTR: a fatal signal was pending while pinning
+                r.fault_ev["errno"] = status  # (also on a stop inferred before it)
         left = r.pos + r.len - pos
         # iomap_iter: the first call maps; later calls map only after progress
         final = bool(r.iters) and (status < 0 or left <= 0 or pos == r.iters[-1][0])
-        if final and status == 0 and left > 0 and r.begin["op"] == "write" and not r.faulted:
+        if final and status == 0 and left > 0 and r.begin["op"] == "write":
             # a write iteration that mapped and made no progress without an error: the
             # buffer could not be pinned there, and the -EFAULT was swallowed (dropped
             # after progress by iomap_dio_bio_iter, then replaced by its tail-zeroing
             # return): a fault at that buffer offset, as for a traced -EFAULT
-            r.faulted = True
-            at = pos - r.pos
-            self._insert_after_begin(
-                r, {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
-            )
+            self._fault(r, pos)
         stopped = bool(r.iters) and r.iters[-1][0] < pos < min(r.map_end, r.pos + r.len)
-        if stopped and status == 0 and not r.faulted and not r.held:
+        if stopped and status == 0 and not r.held:
             # the bio loop stopped inside the mapping, with progress and no failed bio:
             # pinning failed there and iomap_dio_bio_iter dropped the -EFAULT after
             # progress (L567-569); the next ->iomap_begin may fail first (btrfs NOWAIT:
             # -EAGAIN), so no traced -EFAULT says it (DIVERGENCES 37)
-            r.faulted = True
+            self._fault(r, pos)
+        r.iters.append((pos, status))
+        r.asked = not final
+
+    def _fault(self, r: Req, pos: int) -> None:
+        """The request's first fault: pinning failed at file offset ``pos``, i.e. at that
+        buffer offset rounded down to the page (a later one changes nothing)."""
+        if r.fault_ev is None:
             at = pos - r.pos
             r.fault_ev = {"ev": "fault", "req": r.req, "at": at - at % self.page_size}
             self._insert_after_begin(r, r.fault_ev)
-        r.iters.append((pos, status))
-        r.asked = not final
 
     def _iomap_begin_failed(self, r: Req) -> None:
         if r.asked:  # ->iomap_begin was called and produced no mapping

@@ -47,8 +47,7 @@ class Req:
     mapped: bool = False
     extent: tuple[int, int] = (0, 0)  # device bytes of the current mapping
     map_end: int = 0  # file offset where the current mapping ends
-    faulted: bool = False
-    fault_ev: dict[str, Any] | None = None  # the fault line inferred, if any
+    fault_ev: dict[str, Any] | None = None  # its fault line, traced or inferred
     queued: bool = False
     done: bool = False
     closed: bool = False  # returned early: nothing more can be traced for it
