@@ -17,7 +17,7 @@ from typing import Any
 
 from .file_check import Failure
 from .file_ops_gen import FILES, Op
-from .repro_template import BODY
+from .repro_template import BODY, ENTRY
 
 
 def _absolute(op: Op, base: int) -> dict[str, Any]:
@@ -52,19 +52,13 @@ def script_text(target: Any, ops: list[Op], failure: Failure, story: list[str]) 
             "Run as root: python3 THIS_FILE DEVICE (a scratch block device: it is "
             "reformatted)\nor python3 THIS_FILE --loop-image. Prints BUG or OK (exit 1/0).\n"
             '"""\n')  # fmt: skip
-    return head + BODY + "\n\nDATA = " + pprint.pformat(data, width=88, sort_dicts=False) + "\n"
+    literal = pprint.pformat(data, width=88, sort_dicts=False)
+    return f"{head}{BODY.rstrip()}\n\n\nDATA = {literal}\n\n{ENTRY}"
 
 
 def write_script(path: Path, target: Any, ops: list[Op], failure: Failure,
                  story: list[str]) -> Path:  # fmt: skip
-    # (DATA must exist before main() runs: it goes ahead of the entry point)
-    path.write_text(_with_data_first(script_text(target, ops, failure, story)))
+    path.write_text(script_text(target, ops, failure, story))
     path.chmod(0o755)
     return path
 
-
-def _with_data_first(text: str) -> str:
-    """Move the ``DATA = ...`` literal before ``if __name__ == "__main__":``."""
-    code, data = text.split("\n\nDATA = ", 1)
-    main_at = code.rindex('\n\nif __name__ == "__main__":')
-    return code[:main_at] + "\n\nDATA = " + data.rstrip() + "\n" + code[main_at:] + "\n"

@@ -1,4 +1,5 @@
-"""The body of a generated standalone reproducer (``repro_script.py`` fills in DATA).
+"""The body of a generated standalone reproducer: BODY, then the DATA that
+``repro_script.py`` writes, then ENTRY.
 
 Standard library and ctypes only: it must run on a kernel developer's machine without
 dioconf. Kept as plain text so that nothing of the project leaks into it.
@@ -224,8 +225,10 @@ def main():
                                        text=True).stdout.splitlines():
                 subprocess.run(["losetup", "-d", line.split(":")[0]])
         subprocess.run(["rm", "-rf", tmp])
+'''
 
-
+# after DATA, which main() reads
+ENTRY = '''
 if __name__ == "__main__":
     sys.exit(main())
 '''

@@ -127,11 +127,11 @@ def test_a_generated_reproducer_uses_the_standard_library_only() -> None:
     import sys
 
     from dioconf.conformance.kernel_run import Target
-    from dioconf.conformance.repro_script import _with_data_first, script_text
+    from dioconf.conformance.repro_script import script_text
 
     rep = run_fast(HeadPadFs(), seed=0, runs=3, ops=100)
     f = rep.failures[0]
-    text = _with_data_first(script_text(Target("xfs", "4k"), f.ops, f.failure, f.story))
+    text = script_text(Target("xfs", "4k"), f.ops, f.failure, f.story)
     tree = ast.parse(text)
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                 for a in n.names}  # fmt: skip
