@@ -15,40 +15,34 @@ interrupt leaves nothing open to keep the mount busy.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from ...conformance.backend import Capabilities
 from ...model.pattern import pattern
 from .cleanup import critical, releasing
 from .fixture import MountedFs, remount
-from .workload import FALLOC_FL_KEEP_SIZE, FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_NOCOW_FL
+from .workload import (
+    FALLOC_FL_KEEP_SIZE,
+    FALLOC_FL_PUNCH_HOLE,
+    FALLOC_FL_ZERO_RANGE,
+    fallocate,
+    protect,
+    rwf,
+    set_nocow,
+)
 
-FALLOC_FL_PUNCH_HOLE = 0x02
-FALLOC_FL_ZERO_RANGE = 0x10
 FICLONERANGE = 0x4020940D  # _IOW(0x94, 13, struct file_clone_range)
-RWF = {"DSYNC": os.RWF_DSYNC, "SYNC": os.RWF_SYNC, "NOWAIT": os.RWF_NOWAIT}
 POOL = 1 << 20  # the largest request the pooled buffer serves
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-_libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
 def _errno(exc: OSError) -> int:
     return -(exc.errno or errno.EIO)
-
-
-def _rwf(flags: Iterable[str]) -> int:
-    value = 0
-    for f in flags:
-        value |= RWF[f]
-    return value
 
 
 def _buffer(length: int) -> mmap.mmap:
@@ -56,15 +50,6 @@ def _buffer(length: int) -> mmap.mmap:
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         buf.madvise(mmap.MADV_NOHUGEPAGE)
     return buf
-
-
-def _protect_from(buf: mmap.mmap, offset: int, length: int) -> None:
-    """mprotect(PROT_NONE) ``buf[offset:length]`` (whole pages)."""
-    view = ctypes.c_char.from_buffer(buf)
-    addr = ctypes.addressof(view) + offset
-    del view  # no export may outlive this: the buffer is closed later
-    if _libc.mprotect(addr, length - offset, 0):
-        raise OSError(ctypes.get_errno(), "mprotect failed")
 
 
 class KernelBackend:
@@ -136,10 +121,7 @@ class KernelBackend:
             fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 if self.m.fs == "btrfs" and self.nocow:
-                    flags = bytearray(4)
-                    fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
-                    value = int.from_bytes(flags, "little") | FS_NOCOW_FL
-                    fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, "little"))
+                    set_nocow(fd)
                 ino = os.fstat(fd).st_ino
             finally:
                 os.close(fd)
@@ -163,7 +145,7 @@ class KernelBackend:
             n = length if fault_at is None else fault_at
             buf[:n] = data[:n]
             if fault_at is not None:
-                _protect_from(buf, fault_at, len(buf))
+                protect(buf, fault_at, len(buf) - fault_at)
             view = memoryview(buf)[:length]
             try:
                 return self._pwritev(fd, view, pos, flags)
@@ -191,7 +173,7 @@ class KernelBackend:
                     for page in range(0, length, mmap.PAGESIZE):
                         buf[page] = 0  # resident
                 op = "write" if kind == "pwrite" else "read"
-                ops.append((op, fd, memoryview(buf)[:length], pos, _rwf(flags), i))
+                ops.append((op, fd, memoryview(buf)[:length], pos, rwf(flags), i))
             self.syscalls += len(ops)
             results = [0] * len(ops)
             if self._aio is None:
@@ -221,7 +203,7 @@ class KernelBackend:
     def _pwritev(self, fd: int, view: memoryview, pos: int, flags: frozenset[str]) -> int:
         self.syscalls += 1
         try:
-            return os.pwritev(fd, [view], pos, _rwf(flags))
+            return os.pwritev(fd, [view], pos, rwf(flags))
         except OSError as exc:
             return _errno(exc)
 
@@ -229,7 +211,7 @@ class KernelBackend:
                     flags: frozenset[str]) -> tuple[int, bytes]:  # fmt: skip
         fd = self._fd(name)
         self._mark("pread", name, pos, length, flags)
-        return self._read(fd, pos, length, _rwf(flags))
+        return self._read(fd, pos, length, rwf(flags))
 
     def _read(self, fd: int, pos: int, length: int, rwf: int = 0) -> tuple[int, bytes]:
         self.syscalls += 1
@@ -268,22 +250,17 @@ class KernelBackend:
     def truncate(self, name: str, size: int) -> int:
         return self._call(os.ftruncate, self._fd(name, False), size)
 
-    def _fallocate(self, fd: int, mode: int, pos: int, length: int) -> None:
-        if _libc.fallocate(fd, mode, pos, length):
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
     def fallocate(self, name: str, pos: int, length: int, keep_size: bool) -> int:
         mode = FALLOC_FL_KEEP_SIZE if keep_size else 0
-        return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+        return self._call(fallocate, self._fd(name, False), mode, pos, length)
 
     def punch(self, name: str, pos: int, length: int) -> int:
         mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-        return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+        return self._call(fallocate, self._fd(name, False), mode, pos, length)
 
     def zero_range(self, name: str, pos: int, length: int, keep_size: bool) -> int:
         mode = FALLOC_FL_ZERO_RANGE | (FALLOC_FL_KEEP_SIZE if keep_size else 0)
-        return self._call(self._fallocate, self._fd(name, False), mode, pos, length)
+        return self._call(fallocate, self._fd(name, False), mode, pos, length)
 
     def mmap_write(self, name: str, pos: int, length: int, wid: int) -> int:
         fd = self._fd(name, False)

@@ -9,12 +9,13 @@ extents can be checked afterwards.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno as errno_mod
 import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ FS_IOC_SETFLAGS = 0x40086602
 FS_NOCOW_FL = 0x00800000
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_ZERO_RANGE = 0x10
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
 Expect = int | str | tuple[int | str, ...] | None  # a result, or the results allowed
@@ -101,10 +106,7 @@ class Workload:
             fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o644)
             self.fds[name] = fd
         if self.m.fs == "btrfs" and self.nocow and os.fstat(fd).st_size == 0:
-            flags = bytearray(4)
-            fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
-            value = int.from_bytes(flags, "little") | FS_NOCOW_FL
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, "little"))
+            set_nocow(fd)
         self.fds[name] = fd
         self.inos[name] = os.fstat(fd).st_ino
         self.shadow.setdefault(name, bytearray(os.fstat(fd).st_size))
@@ -168,7 +170,7 @@ class Workload:
     def fallocate(self, name: str, pos: int, length: int, *, keep_size: bool = False) -> None:
         fd = self.open(name)
         if keep_size:
-            _fallocate(fd, FALLOC_FL_KEEP_SIZE, pos, length)
+            fallocate(fd, FALLOC_FL_KEEP_SIZE, pos, length)
         else:
             os.posix_fallocate(fd, pos, length)
         if not keep_size and pos + length > len(self.shadow[name]):
@@ -207,9 +209,9 @@ class Workload:
         n = length if touched is None else touched
         buf[:n] = data[:n]
         if bad_page is not None:
-            _protect(buf, bad_page)
+            protect(buf, bad_page)
         try:
-            res: int | str = os.pwritev(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
+            res: int | str = os.pwritev(fd, [memoryview(buf)[:length]], pos, rwf(flags))
         except OSError as exc:
             res = errno_mod.errorcode[exc.errno]
         finally:
@@ -235,7 +237,7 @@ class Workload:
         buf = _buffer(length) if buffer_from is None else self._file_buffer(buffer_from, length)
         _touch(buf, length, touched if touched is not None or self.prefault else 0)
         try:
-            res: int | str = os.preadv(fd, [memoryview(buf)[:length]], pos, _rwf(flags))
+            res: int | str = os.preadv(fd, [memoryview(buf)[:length]], pos, rwf(flags))
             if isinstance(res, int) and res > 0:
                 want = bytes(self.shadow[name][pos : pos + res])
                 self.checks.append(
@@ -271,7 +273,7 @@ class Workload:
             else:
                 _touch(buf, length, rest[1] if len(rest) > 1 else None)
             bufs.append(buf)
-            batch.append((op, fd, memoryview(buf)[:length], pos, _rwf(flags), i))
+            batch.append((op, fd, memoryview(buf)[:length], pos, rwf(flags), i))
         results: dict[int, int | str] = {}
         with AioContext(len(ops)) as ctx:
             try:
@@ -393,31 +395,37 @@ def _touch(buf: mmap.mmap, length: int, touched: int | None) -> None:
         buf[page] = 0
 
 
-def _protect(buf: mmap.mmap, offset: int) -> None:
-    """mprotect(PROT_NONE) the page of ``buf`` at ``offset``."""
-    import ctypes
-
+def protect(buf: mmap.mmap, offset: int, length: int = mmap.PAGESIZE) -> None:
+    """mprotect(PROT_NONE) ``length`` bytes of ``buf`` from ``offset`` (whole pages)."""
     view = ctypes.c_char.from_buffer(buf)
     addr = ctypes.addressof(view) + offset
     del view  # (no export may outlive this: the buffer is closed later)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    if libc.mprotect(addr, mmap.PAGESIZE, 0):  # PROT_NONE
+    if _libc.mprotect(addr, length, 0):  # PROT_NONE
         raise OSError(ctypes.get_errno(), "mprotect failed")
 
 
-def _rwf(flags: tuple[str, ...]) -> int:
+RWF = {"DSYNC": os.RWF_DSYNC, "SYNC": os.RWF_SYNC, "NOWAIT": os.RWF_NOWAIT,
+       "HIPRI": os.RWF_HIPRI}  # fmt: skip
+
+
+def rwf(flags: Iterable[str]) -> int:
+    """preadv2/pwritev2 flags by name."""
     value = 0
     for f in flags:
-        value |= {"DSYNC": os.RWF_DSYNC, "SYNC": os.RWF_SYNC, "NOWAIT": os.RWF_NOWAIT,
-                  "HIPRI": os.RWF_HIPRI}[f]  # fmt: skip
+        value |= RWF[f]
     return value
 
 
-def _fallocate(fd: int, mode: int, pos: int, length: int) -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.fallocate(fd, mode, ctypes.c_int64(pos), ctypes.c_int64(length)):
+def fallocate(fd: int, mode: int, pos: int, length: int) -> None:
+    """fallocate(2) with ``mode`` (os.posix_fallocate has none); OSError on failure."""
+    if _libc.fallocate(fd, mode, pos, length):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def set_nocow(fd: int) -> None:
+    """chattr +C: btrfs files without data checksums (set while the file is empty)."""
+    flags = bytearray(4)
+    fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags)
+    value = int.from_bytes(flags, "little") | FS_NOCOW_FL
+    fcntl.ioctl(fd, FS_IOC_SETFLAGS, value.to_bytes(4, "little"))
