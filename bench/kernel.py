@@ -15,7 +15,7 @@ from typing import Any
 
 def run(fs: str = "xfs", runs: int = 10, ops: int = 500, examples: int = 200) -> dict[str, Any]:
     from ..conformance.fast import _Runs, run_seed
-    from ..conformance.file_check import FileRun, _perform, _read
+    from ..conformance.file_check import FileRun, perform_unchecked
     from ..conformance.file_hyp import run_hypothesis
     from ..conformance.file_ops_gen import draw_ops
     from ..conformance.findings import FINDINGS
@@ -34,14 +34,7 @@ def run(fs: str = "xfs", runs: int = 10, ops: int = 500, examples: int = 200) ->
             def raw(todo: list[Any]) -> Any:
                 def perform(run: FileRun) -> None:
                     for op in todo:
-                        if op.kind in ("pread", "bread"):
-                            _read(run, op)
-                        elif op.kind == "aio":
-                            b.direct_batch([(x.kind, run.prefix + x.file, x.pos, x.length,
-                                             run.wid(x) if x.wid else 0, x.flags)
-                                            for x in op.batch])  # fmt: skip
-                        else:
-                            _perform(run, op)
+                        perform_unchecked(run, op)
 
                 return perform
 

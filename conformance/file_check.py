@@ -126,13 +126,16 @@ class FileRun:
         self._apply(op, ret)
         return self._check_after(index, op, ret)
 
+    def batch_requests(self, op: Op) -> list[tuple[str, str, int, int, int, frozenset[str]]]:
+        """An AIO batch as the backend takes it (FileBackend.direct_batch)."""
+        return [(b.kind, self.prefix + b.file, b.pos, b.length, self.wid(b) if b.wid else 0,
+                 b.flags) for b in op.batch]  # fmt: skip
+
     def _step_aio(self, index: int, op: Op) -> Failure | None:
         """Requests in flight together, on ranges that do not overlap: each is checked
         as if alone, the writes first (a read past EOF may see the size before or after
         an extending write of the batch)."""
-        reqs = [(b.kind, self.prefix + b.file, b.pos, b.length, self.wid(b) if b.wid else 0,
-                 b.flags) for b in op.batch]  # fmt: skip
-        results = self.backend.direct_batch(reqs)
+        results = self.backend.direct_batch(self.batch_requests(op))
         shown = ", ".join(_show(ret) for ret, _ in results)
         self.story.append(f"{index:4}: {op} -> {shown}")
         before = {n: self.oracle.file(ino).sizes for n, ino in self.inos.items()}
@@ -428,6 +431,15 @@ def _perform(r: FileRun, op: Op) -> Result:
     if k == "remount":
         return b.remount()
     raise ValueError(f"not an operation FileRun performs: {op}")
+
+
+def perform_unchecked(r: FileRun, op: Op) -> object:
+    """Do ``op`` on the backend and check nothing (the raw side of bench/kernel.py)."""
+    if op.kind in ("pread", "bread"):
+        return _read(r, op)
+    if op.kind == "aio":
+        return r.backend.direct_batch(r.batch_requests(op))
+    return _perform(r, op)
 
 
 def _read(r: FileRun, op: Op) -> tuple[Result, bytes]:

@@ -11,12 +11,13 @@ again), the story, and the finding's standalone reproducer when it has one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,34 +188,43 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
 def _run_target(t: Target, seed: int, fast: bool, examples: int, ops: int, derandomize: bool,
                 allow: frozenset[str], stop: Callable[[], bool],
                 tick: Callable[[int, int], None], traces: Path | None) -> TargetResult:  # fmt: skip
+    from .fast import run_fast
+    from .file_hyp import run_hypothesis
+
+    with mounted_backend(t) as backend:
+        m, tc = backend.m, None
+        if fast:
+            around = None
+            if traces is not None:
+                from ..impl.kernel.trace_check import TraceCheck
+
+                tc = TraceCheck(m, traces / f"traces-{t.slug}", backend)
+                around = lambda r: lambda inos: tc.run(f"run{r}", inos)  # noqa: E731
+            rep = run_fast(backend, seed=seed, runs=examples, ops=ops, allow=allow,
+                           stop=stop, progress=tick, around=around)  # fmt: skip
+        else:
+            rep = run_hypothesis(backend, seed=seed, examples=examples, ops=ops,
+                                 derandomize=derandomize, allow=allow, stop=stop,
+                                 progress=tick)  # fmt: skip
+    return TargetResult(t, rep, trace=tc)
+
+
+@contextlib.contextmanager
+def mounted_backend(t: Target) -> Iterator[Any]:
+    """A KernelBackend on a fresh filesystem made as ``t`` says, taken down after
+    (also on SIGINT/SIGTERM)."""
     from ..impl.kernel.backend import KernelBackend
     from ..impl.kernel.cleanup import signals_raise
     from ..impl.kernel.fixture import kernel_fs
-    from .fast import run_fast
-    from .file_hyp import run_hypothesis
 
     opts = kernel_mkfs_options(t.fs, t.geometry, t.sector_size)
     with signals_raise(), kernel_fs(t.fs, mkfs_options=opts, sector_size=t.sector_size,
                                     write_cache=t.write_cache) as m:  # fmt: skip
         backend = KernelBackend(m, nocow=t.geometry != "cow", label=f"kernel {t.label}")
-        tc = None
         try:
-            if fast:
-                around = None
-                if traces is not None:
-                    from ..impl.kernel.trace_check import TraceCheck
-
-                    tc = TraceCheck(m, traces / f"traces-{t.slug}", backend)
-                    around = lambda r: lambda inos: tc.run(f"run{r}", inos)  # noqa: E731
-                rep = run_fast(backend, seed=seed, runs=examples, ops=ops, allow=allow,
-                               stop=stop, progress=tick, around=around)  # fmt: skip
-            else:
-                rep = run_hypothesis(backend, seed=seed, examples=examples, ops=ops,
-                                     derandomize=derandomize, allow=allow, stop=stop,
-                                     progress=tick)  # fmt: skip
+            yield backend
         finally:
             backend.close()
-    return TargetResult(t, rep, trace=tc)
 
 
 def write_failure(out: Path, t: Target, f: Shrunk) -> Path:
@@ -258,9 +268,6 @@ def finding_json(t: Target, f: Shrunk, where: str) -> dict[str, Any]:
 def replay_ops(path: Path, spec: str | None, allow: frozenset[str]) -> tuple[Target, Any]:
     """Perform a failure's ops.json again on a fresh target (``spec`` overrides the
     one recorded); the target and the (failure or None, run) pair."""
-    from ..impl.kernel.backend import KernelBackend
-    from ..impl.kernel.cleanup import signals_raise
-    from ..impl.kernel.fixture import kernel_fs
     from .fast import _Runs
     from .file_ops_gen import Op
 
@@ -275,11 +282,5 @@ def replay_ops(path: Path, spec: str | None, allow: frozenset[str]) -> tuple[Tar
     if spec:
         t = parse_targets(spec, sector_sizes=(t.sector_size,), write_cache=(t.write_cache,))[0]
     check_kernel_environment([t])
-    opts = kernel_mkfs_options(t.fs, t.geometry, t.sector_size)
-    with signals_raise(), kernel_fs(t.fs, mkfs_options=opts, sector_size=t.sector_size,
-                                    write_cache=t.write_cache) as m:  # fmt: skip
-        backend = KernelBackend(m, nocow=t.geometry != "cow")
-        try:
-            return t, _Runs(backend, allow).perform(ops)
-        finally:
-            backend.close()
+    with mounted_backend(t) as backend:
+        return t, _Runs(backend, allow).perform(ops)
