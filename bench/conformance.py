@@ -93,9 +93,10 @@ def _rate(n: int, seconds: float) -> float:
 
 def _counts(stats: Stats) -> dict[str, int]:
     """Every counter of a `Stats` (steps, requests, bios, crashes, ...; the findings met
-    by name are not counters)."""
-    return {name: int(value) for name, value in attrs.asdict(stats).items()
-            if name != "findings"}  # fmt: skip
+    by name as their total, ``quirks``)."""
+    counts = {name: int(value) for name, value in attrs.asdict(stats).items()
+              if name != "findings"}  # fmt: skip
+    return {**counts, "quirks": stats.quirks}
 
 
 # --------------------------------------------------------------------------- machine
