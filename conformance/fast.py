@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from attrs import define, field
 
@@ -22,6 +23,7 @@ from .backend import FileBackend
 from .file_check import WID_STRIDE, Failure, FileRun
 from .file_ops_gen import Op, draw_ops
 
+T = TypeVar("T")
 SHRINK_ATTEMPTS = 400
 # a context a run happens in, given a function naming its files by inode (a tracer)
 Around = Callable[[Callable[[], dict[int, str]]], contextlib.AbstractContextManager[object]]
@@ -111,10 +113,37 @@ class _Runs:
         return (failure[0] if failure else None), run
 
 
+def delete_steps(ops: list[T], attempt: Callable[[list[T]], list[T] | None],
+                 candidates: Callable[[Sequence[T], int], list[list[T]]] = (
+                     lambda ops, i: [[*ops[:i], *ops[i + 1 :]]]),
+                 budget: int = SHRINK_ATTEMPTS) -> tuple[list[T], int]:  # fmt: skip
+    """Delete steps, last first, while ``attempt`` keeps the failure (it returns the
+    story that failed, possibly shorter, or None), pass after pass until a whole pass
+    deletes nothing (1-minimal) or ``budget`` attempts are spent; the story and the
+    attempts taken. ``candidates(ops, i)``: the stories without step ``i`` to try."""
+    tries = 0
+    changed = True
+    while changed:
+        changed = False
+        i = len(ops) - 1
+        while i >= 0:
+            for cand in candidates(ops, i):
+                if tries >= budget:
+                    return ops, tries
+                tries += 1
+                got = attempt(cand)
+                if got is not None:
+                    ops = got
+                    changed = True
+                    break
+            i = min(i, len(ops)) - 1
+    return ops, tries
+
+
 def shrink(runs: _Runs, ops: list[Op], name: str,
            budget: int = SHRINK_ATTEMPTS) -> tuple[list[Op], int]:  # fmt: skip
-    """The shortest sublist of ``ops`` found (ddmin, then one-by-one removal) that
-    still fails with ``name``; and the attempts it took."""
+    """The shortest sublist of ``ops`` found (ddmin, then one-by-one removal until
+    1-minimal) that still fails with ``name``; and the attempts it took."""
     attempts = 0
 
     def fails(candidate: list[Op]) -> bool:
@@ -136,13 +165,10 @@ def shrink(runs: _Runs, ops: list[Op], name: str,
             if n >= len(ops):
                 break
             n = min(len(ops), 2 * n)
-    i = len(ops) - 1
-    while i >= 0 and attempts < budget:  # then each operation alone
-        candidate = ops[:i] + ops[i + 1 :]
-        if candidate and fails(candidate):
-            ops = candidate
-        i -= 1
-    return ops, attempts
+    # then each operation alone, until none can go
+    ops, more = delete_steps(ops, lambda c: c if c and fails(c) else None,
+                             budget=max(0, budget - attempts))  # fmt: skip
+    return ops, attempts + more
 
 
 def run_fast(

@@ -42,9 +42,6 @@ class Failure:
     expect: dict[str, Any] | None = None
     wid_base: int = 0  # the run's write ids are wid_base + op.wid
 
-    @property
-    def known(self) -> bool:
-        return not self.name.startswith("unexplained-")
 
 
 @define

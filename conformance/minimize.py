@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .fast import delete_steps
 from .harness import ConformanceFailure, Harness
 from .ops import CompleteBio, DirectRead, DirectWrite, Op
 
@@ -76,24 +77,17 @@ def minimize(failure: ConformanceFailure, fs_factory: Callable[[Any], Any] | Non
              max_replays: int = MAX_REPLAYS) -> ConformanceFailure:  # fmt: skip
     """The failure with every step deleted whose removal keeps the same failure."""
     want = signature(failure)
-    best = failure
-    replays = 0
-    changed = True
-    while changed:
-        changed = False
-        i = len(best.ops) - 1
-        while i >= 0:
-            for ops in _candidates(best.ops, i):
-                if replays >= max_replays:
-                    return best
-                replays += 1
-                got = replay(best.config, ops, fs_factory, image_dir)
-                if got is not None and signature(got) == want and len(got.ops) <= len(ops):
-                    best = got
-                    changed = True
-                    break
-            i = min(i, len(best.ops)) - 1
-    return best
+    best = [failure]
+
+    def attempt(ops: list[Op]) -> list[Op] | None:
+        got = replay(best[0].config, ops, fs_factory, image_dir)
+        if got is not None and signature(got) == want and len(got.ops) <= len(ops):
+            best[0] = got
+            return list(got.ops)
+        return None
+
+    delete_steps(list(failure.ops), attempt, _candidates, budget=max_replays)
+    return best[0]
 
 
 def needless_steps(failure: ConformanceFailure, fs_factory: Callable[[Any], Any] | None = None,
