@@ -43,7 +43,6 @@ class Failure:
     wid_base: int = 0  # the run's write ids are wid_base + op.wid
 
 
-
 @define
 class FileRun:
     """One run: its own files (``prefix`` + ``f0``...) on a shared backend."""
