@@ -29,25 +29,25 @@ def file_write(h: Harness, op: FileWrite) -> None:
     f = h.files[op.file]
     h._plan = iter(())
     data = pattern(op.wid, op.pos, op.length)
-    ret = h.world.file_write(f, op.pos, data, flags=op.flags)
+    ret = h.backend.file_write(f.ino, op.pos, data, op.flags)
     h._feed()
     durable = ret > 0 and bool({"DSYNC", "SYNC"} & set(op.flags))
     h.oracle = h.oracle.direct_write(f.ino, op.pos, op.length, op.wid, ret if ret >= 0 else -1,
-                                     durable=durable, granule=h.world.page_size)  # fmt: skip
+                                     durable=durable, granule=h.page_size)  # fmt: skip
     h._check_range(op.file, op.pos, op.pos + op.length)
 
 
 def buffered_write(h: Harness, op: BufferedWrite) -> None:
     f = h.files[op.file]
-    n = h.world.buffered_write(f, op.pos, pattern(op.wid, op.pos, op.length))
+    n = h.backend.buffered_write(f.ino, op.pos, pattern(op.wid, op.pos, op.length))
     if n > 0:
-        h.oracle = h.oracle.buffered_write(f.ino, op.pos, n, op.wid, h.world.page_size)
+        h.oracle = h.oracle.buffered_write(f.ino, op.pos, n, op.wid, h.page_size)
     h._check_range(op.file, op.pos, op.pos + op.length)
 
 
 def buffered_read(h: Harness, op: BufferedRead) -> None:
     f = h.files[op.file]
-    data = h.world.buffered_read(f, op.pos, op.length)
+    data = h.backend.buffered_read(f.ino, op.pos, op.length)
     want = max(0, min(op.length, f.size - op.pos))
     if len(data) != want:
         h.fail("size", f"buffered read of [{op.pos}, +{op.length}) returned {len(data)} bytes "
@@ -58,14 +58,14 @@ def buffered_read(h: Harness, op: BufferedRead) -> None:
 
 def fallocate(h: Harness, op: Fallocate) -> None:
     f = h.files[op.file]
-    h.world.fallocate(f, op.pos, op.length, op.keep_size)
+    h.backend.fallocate(f.ino, op.pos, op.length, op.keep_size)
     h.oracle = h.oracle.fallocate(f.ino, op.pos, op.length, op.keep_size)
     h._check_range(op.file, op.pos, op.pos + op.length)
 
 
 def punch(h: Harness, op: Punch) -> None:
     f = h.files[op.file]
-    h.world.punch(f, op.pos, op.length)
+    h.backend.punch(f.ino, op.pos, op.length)
     h.oracle = h.oracle.punch(f.ino, op.pos, op.length)
     h._check_range(op.file, op.pos, op.pos + op.length)
 
@@ -73,7 +73,7 @@ def punch(h: Harness, op: Punch) -> None:
 def truncate(h: Harness, op: Truncate) -> None:
     f = h.files[op.file]
     old = f.size
-    h.world.truncate(f, op.size)
+    h.backend.truncate(f.ino, op.size)
     h.oracle = h.oracle.truncate(f.ino, op.size)
     h._check_range(op.file, min(old, op.size) - min(old, op.size) % h.block_size,
                    max(old, op.size))  # fmt: skip
@@ -81,7 +81,7 @@ def truncate(h: Harness, op: Truncate) -> None:
 
 def reflink(h: Harness, op: Reflink) -> None:
     src, dst = h.files[op.src], h.files[op.dst]
-    h.world.reflink(src, dst)
+    h.backend.reflink(src.ino, dst.ino)
     size = src.size
     h.oracle = h.oracle.truncate(dst.ino, 0).reflink(src.ino, 0, dst.ino, 0, size)
     h._check_file(op.dst)
@@ -89,7 +89,7 @@ def reflink(h: Harness, op: Reflink) -> None:
 
 def fsync(h: Harness, op: Fsync) -> None:
     f = h.files[op.file]
-    if h.world.fsync(f) == 0:
+    if h.backend.fsync(f.ino) == 0:
         h.oracle = h.oracle.fsync(f.ino)
 
 
@@ -102,7 +102,7 @@ def crash(h: Harness, op: Crash) -> None:
                                              durable=False)  # fmt: skip
     h._feed()
     h.abandoned.update(h.stream.abandon())
-    h.world.crash()
+    h.backend.crash()
     h.stats.crashes += 1
     h.oracle = h.oracle.crash()
     for i, f in enumerate(h.files):
@@ -116,13 +116,10 @@ def crash(h: Harness, op: Crash) -> None:
 
 def mmap_dirty(h: Harness, op: MmapDirty) -> None:
     f = h.files[op.file]
-    h.world._need_pc().mmap_dirty(f, op.pos)  # contents unchanged: dirty and pinned
-    page = h.world.page_size
+    h.backend.mmap_dirty(f.ino, op.pos)  # contents unchanged: dirty and pinned
+    page = h.page_size
     h.oracle = h.oracle.dirtied(f.ino, op.pos - op.pos % page, page)
 
 
 def unpin(h: Harness, op: Unpin) -> None:
-    f = h.files[op.file]
-    pc = h.world._need_pc()
-    for index in list(pc.pages(f)):
-        pc.unpin(f, index * h.world.page_size)
+    h.backend.unpin_all(h.files[op.file].ino)

@@ -1,8 +1,8 @@
 """Model, oracle and implementation side by side, one operation at a time.
 
-`Harness.apply(op)` runs an operation (`conformance.ops`) on the implementation (a
-`World`: engine, reference filesystem, page cache and image device, recording a v1
-trace) and checks it at once, two ways:
+`Harness.apply(op)` runs an operation (`conformance.ops`) on a backend
+(`conformance.engine_backend`: the Python implementation's `World` through
+`impl/engine_backend.py`, recording a v1 trace) and checks it at once, two ways:
 
 - **engine level**: the request's trace events, as the implementation recorded them
   (its environment choices: mappings, bio cuts, completion order and statuses), are fed
@@ -21,22 +21,24 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from ..impl.api import EAGAIN, ContractError
+from ..impl.engine_backend import WorldBackend
 from ..impl.examples import ENGINES, FILESYSTEMS
-from ..impl.world import World
 from ..model import seed_quirks as Q
 from ..model.oracle import Oracle, Problem
 from ..model.oracle_state import ZERO_SET
 from ..model.pattern import pattern
 from ..traces.replay import StreamReplayer
 from . import file_ops as F
+from .backend import Capabilities
+from .engine_backend import EngineBackend, Schedule
+from .failure import ConformanceFailure, Stats
 from .inflight import WAITS_FOR_DIO, conflict, own_bios, widen
 from .ops import (
     BufferedRead,
@@ -57,7 +59,7 @@ from .ops import (
     Unpin,
 )
 from .orders import allowed_results, check_completion_orders
-from .snapshot import data_ranges, merge_ranges, read_view
+from .snapshot import merge_ranges
 from .verdicts import bio_statuses, check_cache_fresh, check_unchanged
 
 _READ_EXPECTED = re.compile(r"read (.*), expected (.*)\.$")
@@ -67,56 +69,21 @@ MAX_ORDER_BIOS = 16  # in-flight bios up to which every completion order is chec
 # race points inside a write's completion (impl.iomap_dio._complete): a plan entry there
 # is a buffered read of the request's range by another task (`Harness._read_race`)
 COMPLETION_POINTS = ("end_io", "invalidate")
-KINDS = ("engine", "contents", "stale", "lost", "size", "contract", "crash")
+@frozen
+class FileView:
+    """One of the story's files, by inode number; its size is asked of the backend."""
 
-
-class ConformanceFailure(AssertionError):
-    """The implementation and the model (or its oracle) disagree, or a callback broke
-    its contract. ``kind``: one of `KINDS`; ``story``: the operations applied."""
-
-    def __init__(self, kind: str, message: str, harness: Harness) -> None:
-        self.kind = kind
-        self.message = message
-        self.ops: list[Op] = list(harness.ops)
-        self.events: list[dict[str, Any]] = [dict(e) for e in harness.world.trace.events]
-        self.header: dict[str, Any] = dict(harness.world.trace.header)
-        self.config: dict[str, Any] = harness.config()
-        self.abandoned: frozenset[int] = frozenset(harness.abandoned)
-        super().__init__(f"{kind}: {message}\n{self.story()}")
-
-    def replayable_events(self) -> list[dict[str, Any]]:
-        """The recorded events without the requests a crash cut short (the trace format
-        has no crash: such a request would look unfinished)."""
-        return [e for e in self.events if e.get("req") not in self.abandoned]
-
-    def story(self) -> str:
-        lines = [f"  {i + 1:3}. {op.describe()}" for i, op in enumerate(self.ops)]
-        return "operations (the last one failed):\n" + "\n".join(lines)
-
-
-@define
-class Stats:
-    steps: int = 0
-    requests: int = 0
-    bios: int = 0
-    crashes: int = 0
-    races: int = 0  # completions the schedule placed out of the default order
-    divergences: int = 0
-    order_checks: int = 0  # z3 checks over all completion orders of in-flight bios
-    # known seed quirks met (and allowed for), by name: findings of the seed
-    # (FINDINGS.md), which the implementation reproduces on purpose; reported by name,
-    # never silently allowed
-    findings: Counter[str] = field(factory=Counter)
+    ino: int
+    backend: EngineBackend = field(repr=False)
 
     @property
-    def quirks(self) -> int:
-        return sum(self.findings.values())
+    def size(self) -> int:
+        return self.backend.size(self.ino)
 
-    def add(self, other: Stats) -> None:
-        for name in ("steps", "requests", "bios", "crashes", "races", "divergences",
-                     "order_checks"):  # fmt: skip
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.findings.update(other.findings)
+    @property
+    def cached(self) -> bool:
+        """It has cached pages (what iomap_dio_done reads: ``mapping->nrpages``)."""
+        return self.backend.has_cached_pages(self.ino)
 
 
 @define
@@ -146,10 +113,13 @@ class Harness:
     image_dir: str | None = None
     size: int = 1 << 30
     fs_factory: Callable[[Any], Any] | None = None
-    world: World = field(init=False)
+    # another backend than the Python implementation's World: called with the schedule
+    # (the suite's race control) it must call at each race point
+    backend_factory: Callable[[Schedule], EngineBackend] | None = None
+    backend: EngineBackend = field(init=False)
     oracle: Oracle = field(init=False)
     stream: StreamReplayer = field(init=False)
-    files: list[Any] = field(init=False)
+    files: list[FileView] = field(init=False)
     ops: list[Op] = field(init=False, factory=list)
     stats: Stats = field(init=False, factory=Stats)
     pending: _Pending | None = field(init=False, default=None)
@@ -169,24 +139,32 @@ class Harness:
         if self.image_dir is not None:
             self._tmp = tempfile.TemporaryDirectory(prefix="dioconf-run-", dir=self.image_dir)
             image = Path(self._tmp.name) / "image"
-        self.world = World(factory, image=image, size=self.size,
-                           logical_block_size=self.logical_block_size,
-                           write_cache=self.write_cache, fua=self.fua, engine=self.engine,
-                           page_cache=self.engine == "iomap", schedule=self._schedule)  # fmt: skip
-        self.stream = StreamReplayer(self.world.trace.header, "<conformance>")
+        if self.backend_factory is not None:
+            self.backend = self.backend_factory(self._schedule)
+        else:
+            self.backend = WorldBackend(factory, engine=self.engine, image=image,
+                                        size=self.size,
+                                        logical_block_size=self.logical_block_size,
+                                        write_cache=self.write_cache, fua=self.fua,
+                                        schedule=self._schedule)  # fmt: skip
+        if self.backend.engine != self.engine:
+            self.close()
+            raise ValueError(f"the backend runs the {self.backend.engine} engine, "
+                             f"not {self.engine}")  # fmt: skip
+        self.stream = StreamReplayer(self.backend.header, "<conformance>")
         self.oracle = Oracle()
         self.files = []
         for _ in range(self.nfiles):
-            f = self.world.create()
+            f = FileView(self.backend.create(), self.backend)
             self.files.append(f)
             self.oracle = self.oracle.create(f.ino)
-        self.world.fsync()  # the files exist durably (a crash keeps them)
+        self.backend.fsync()  # the files exist durably (a crash keeps them)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
         try:
-            self.world.close()
+            self.backend.close()
         finally:
             if self._tmp is not None:
                 self._tmp.cleanup()
@@ -206,11 +184,19 @@ class Harness:
                 "nfiles": self.nfiles}  # fmt: skip
 
     @property
+    def caps(self) -> Capabilities:
+        return self.backend.caps
+
+    @property
     def block_size(self) -> int:
-        return int(self.world.fs.block_size)
+        return self.backend.caps.block_size
+
+    @property
+    def page_size(self) -> int:
+        return self.backend.caps.page_size
 
     def inflight(self) -> int:
-        return len(self.world.sched.inflight)
+        return len(self.backend.inflight())
 
     def run(self, ops: Iterable[Op]) -> None:
         """Apply every operation (a reproduction)."""
@@ -218,7 +204,7 @@ class Harness:
             self.apply(op)
 
     def save_trace(self, path: str | Path) -> Path:
-        return self.world.save_trace(path)
+        return self.backend.save_trace(path)
 
     # -- applying ----------------------------------------------------------------------
 
@@ -235,9 +221,9 @@ class Harness:
                 _dio_wait(self)
             _HANDLERS[type(op)](self, op)
             widen(self)
-            if self.pending is not None and self.world.pc is not None:
+            if self.pending is not None and self.caps.page_cache_pins:
                 # what iomap_dio_done will read when the request in flight completes
-                cached = self.files[self.pending.op.file].cached_pages > 0
+                cached = self.files[self.pending.op.file].cached
                 self.stream.set_cached_pages(self.pending.req, cached)
         except ConformanceFailure:
             raise
@@ -254,7 +240,7 @@ class Harness:
         """z3, over every completion order of the bios left in flight (statuses left
         symbolic): exactly one completer, and the first error wins."""
         p.state = self.stream.state_of(p.req)
-        if p.state is None or len(self.world.sched.inflight) > MAX_ORDER_BIOS:
+        if p.state is None or self.inflight() > MAX_ORDER_BIOS:
             return  # (the encoding grows with the square of the bios in flight)
         check = check_completion_orders(self.engine, p.state, None, tight=False)
         if check.status == "unknown":  # z3 gave up (time): no verdict, not a failure
@@ -304,18 +290,16 @@ class Harness:
         it reads is not checked (either value may show); the pages it caches are, once
         the request has completed (`verdicts.check_cache_fresh`)."""
         index, pos, length = self._racing  # type: ignore[misc]
-        if self.world.pc is None:
+        if not self.caps.page_cache_pins:  # (no page cache to race through)
             return
         self.stats.races += 1
-        self.world.buffered_read(self.files[index], pos, length)
+        self.backend.buffered_read(self.files[index].ino, pos, length)
 
     # -- engine-level check ------------------------------------------------------------
 
     def _feed(self) -> None:
-        events = self.world.trace.events
         pending_req = self.pending.req if self.pending is not None else None
-        while self._fed < len(events):
-            obj = events[self._fed]
+        for obj in self.backend.events_since(self._fed):
             self._fed += 1
             ev = obj["ev"]
             if ev == "begin":
@@ -323,8 +307,7 @@ class Harness:
                 if obj["req"] == pending_req and self.pending is not None:
                     # in flight: iomap_dio_done will read the cached pages of now
                     obj = dict(obj)
-                    cached = self.world.pc is not None and self.files[
-                        self.pending.op.file].cached_pages > 0  # fmt: skip
+                    cached = self.files[self.pending.op.file].cached
                     obj.pop("cached_pages", None)
                     if cached:
                         obj["cached_pages"] = True
@@ -376,11 +359,11 @@ class Harness:
             return
         bs = self.block_size
         ranges = [(pos, min(end, pos + bs)), (max(pos, end - bs), end)]
-        ranges += data_ranges(self.world, f, pos, end)
+        ranges += self.backend.data_ranges(f.ino, pos, end)
         ranges += [(max(s, pos), min(e, end)) for s, e, vals in self.oracle.contents(f.ino)
                    if s < end and e > pos and vals != ZERO_SET]  # fmt: skip
         for s, e in merge_ranges(ranges, bs):
-            data = read_view(self.world, f, s, e)
+            data = self.backend.read_view(f.ino, s, e)
             self._problems(self.oracle.check_read(f.ino, s, data))
             self.oracle = self.oracle.observe(f.ino, s, data)
 
@@ -395,7 +378,7 @@ class Harness:
 
 
 def _bios_of(h: Harness, req: int) -> int:
-    return sum(1 for e in h.world.trace.events if e["ev"] == "bio" and e.get("req") == req)
+    return sum(1 for e in h.backend.events_since(0) if e["ev"] == "bio" and e.get("req") == req)
 
 
 def _written(ret: int, done_before: int) -> int:
@@ -408,20 +391,13 @@ def _direct(h: Harness, op: DirectWrite | DirectRead) -> None:
     h._plan = iter(op.plan)
     write = isinstance(op, DirectWrite)
     h._racing = (op.file, op.pos, op.length)
-    if write:
-        buf = bytearray(pattern(op.wid, op.pos, op.length))
-        r = h.world.pwrite(f, op.pos, buf, flags=op.flags, dio=op.dio, sync=op.sync,
-                           fault_at=op.fault_at, done_before=op.done_before,
-                           settle=False)  # fmt: skip
-    else:
-        buf = bytearray(op.length)
-        r = h.world.pread(f, op.pos, op.length, flags=op.flags, dio=op.dio, sync=op.sync,
-                          fault_at=op.fault_at, done_before=op.done_before, settle=False,
-                          into=buf)  # fmt: skip
+    buf = bytearray(pattern(op.wid, op.pos, op.length)) if write else bytearray(op.length)
+    r = h.backend.direct(f.ino, op.pos, buf, write=write, flags=op.flags, dio=op.dio,
+                         sync=op.sync, fault_at=op.fault_at, done_before=op.done_before)
     if r.queued and not r.completion:
         assert r.completion is not None
         h.pending = _Pending(op, r.req, r.completion, buf, f.ino,
-                             bios=list(h.world.sched.inflight))  # fmt: skip
+                             bios=h.backend.inflight())  # fmt: skip
         return
     ret = r.completion[0] if r.queued and r.completion else r.ret
     _finish(h, op, r.req, ret, buf)
@@ -431,7 +407,7 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
     f = h.files[op.file]
     n = _written(ret, op.done_before)
     h._feed()  # the model agrees on ret first
-    recorded = next((e["ret"] for e in reversed(h.world.trace.events)
+    recorded = next((e["ret"] for e in reversed(h.backend.events_since(0))
                      if e["ev"] == "complete" and e.get("req") == req), None)  # fmt: skip
     if recorded is not None and recorded != ret:
         h.fail("engine", f"request {req} returned {ret} but its trace recorded {recorded}")
@@ -467,7 +443,7 @@ def _finish(h: Harness, op: DirectWrite | DirectRead, req: int, ret: int, buf: b
 
 
 def _complete_bio(h: Harness, op: CompleteBio) -> None:
-    inflight = h.world.sched.inflight
+    inflight = h.backend.inflight()
     if not inflight:
         raise ValueError("complete: no bio is in flight")
     bio = inflight[op.k % len(inflight)]
@@ -478,7 +454,7 @@ def _complete_bio(h: Harness, op: CompleteBio) -> None:
         p.statuses[bio.index] = op.status
         h._racing = (p.op.file, p.op.pos, p.op.length)
     h._plan = iter(op.plan)  # the completion's own race points
-    h.world.sched.complete(bio, op.status)
+    h.backend.complete(bio, op.status)
     if p is not None and p.completion:
         h.pending = None
         h._check_result_allowed(p, p.completion[0])
@@ -487,7 +463,7 @@ def _complete_bio(h: Harness, op: CompleteBio) -> None:
 
 def _dio_wait(h: Harness) -> None:
     """inode_dio_wait: the request in flight completes (its bios in order, status 0)."""
-    while h.pending is not None and h.world.sched.inflight:
+    while h.pending is not None and h.backend.inflight():
         _complete_bio(h, CompleteBio(0))
 
 

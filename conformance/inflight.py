@@ -58,7 +58,7 @@ def conflict(h: Any, op: Op) -> str:
             return ""
     if op.file != p.op.file:
         return ""
-    grain = max(h.block_size, h.world.page_size)
+    grain = max(h.block_size, h.page_size)
     a0, a1 = _span(op, grain)
     b0, b1 = _span(p.op, grain)
     if a0 < b1 and b0 < a1:

@@ -63,6 +63,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     fs = "overwrite"
     engine = "iomap"
     fs_factory: Any = None
+    backend_factory: Any = None  # Harness.backend_factory (default: the Python World)
     image_dir: str | None = None
     totals: Stats = Stats()  # accumulated over the examples of one run
     examples = 0
@@ -86,7 +87,8 @@ class ConformanceMachine(RuleBasedStateMachine):
         note(f"{self.fs} on the {self.engine} engine, logical block {lbs}, "
              f"write cache {'on' if cache else 'off'}, FUA {'on' if fua else 'off'}")  # fmt: skip
         self.h = Harness(self.fs, self.engine, logical_block_size=lbs, write_cache=cache,
-                         fua=fua, fs_factory=self.fs_factory, image_dir=self.image_dir)  # fmt: skip
+                         fua=fua, fs_factory=self.fs_factory, image_dir=self.image_dir,
+                         backend_factory=self.backend_factory)  # fmt: skip
 
     def teardown(self) -> None:
         h = self.h
@@ -133,13 +135,13 @@ class ConformanceMachine(RuleBasedStateMachine):
         h = self.h
         assert h is not None
         f = h.files[index]
-        return f, f.size, h.block_size, h.logical_block_size, h.world.page_size
+        return f, f.size, h.block_size, h.logical_block_size, h.page_size
 
     def _blocks(self, index: int) -> Any:
         """The file's block map (file block -> device block); empty without one."""
         h = self.h
         assert h is not None
-        return getattr(h.world.fs.file(h.files[index]), "blocks", {})
+        return h.backend.block_map(h.files[index].ino)
 
     @staticmethod
     def _runs(blocks: Any) -> tuple[list[int], list[int]]:
@@ -179,11 +181,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         if self.fs in REFLINK:
             return True
         h = self.h
-        return self.fs_factory is not None and h is not None and callable(
-            getattr(h.world.fs, "reflink", None))
+        return self.fs_factory is not None and h is not None and h.caps.reflink
 
     def iomap(self) -> bool:
         return self.idle() and self.engine == "iomap"
+
+    def pins(self) -> bool:
+        """The backend lets the suite pin cached pages (mmap) and let them go."""
+        return self.iomap() and self.h.caps.page_cache_pins  # type: ignore[union-attr]
 
     # -- rules -------------------------------------------------------------------------
 
@@ -205,7 +210,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         legacy = self.engine == "legacy"
         flags = tuple(f for f in k.iocb if f != "ATOMIC") if legacy else k.iocb
         dio, done = ((), 0) if legacy else (k.dio, resumed[k.done_i])
-        page = h.world.page_size
+        page = h.page_size
         if kind is DirectWrite:
             fault = S.fault_from(k.fault_i, n, page)
             return DirectWrite(index, pos, n, self._next_wid(), flags, dio, k.sync, fault, done,
@@ -283,7 +288,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         pos = S.offset(S.drawer(data), size, bs, lbs, page)
         self.apply(BufferedRead(index, pos, S.length(S.drawer(data), bs, lbs, page)))
 
-    @precondition(lambda self: self.iomap())
+    @precondition(lambda self: self.pins())
     @rule(data=st.data(), index=st.integers(0, 1))
     def mmap_dirty(self, data: Any, index: int) -> None:
         _, size, bs, lbs, page = self._geometry(index)
@@ -293,7 +298,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         pos -= pos % page
         self.apply(MmapDirty(index, pos))
 
-    @precondition(lambda self: self.iomap())
+    @precondition(lambda self: self.pins())
     @rule(index=st.integers(0, 1))
     def unpin(self, index: int) -> None:
         self.apply(Unpin(index))
@@ -333,14 +338,16 @@ class ConformanceMachine(RuleBasedStateMachine):
     def fsync(self, index: int) -> None:
         self.apply(Fsync(index))
 
-    @precondition(lambda self: self.h is not None and self.h.inflight() > 0)
+    @precondition(lambda self: self.h is not None and self.h.caps.race_control
+                  and self.h.inflight() > 0)
     @rule(k=st.integers(0, 3), status=S.STATUSES, race=st.integers(0, 3))
     def complete(self, k: int, status: int, race: int) -> None:
         """Complete a bio in flight; if that completes its request, another task may read
         its range at a race point of the completion (one time in two)."""
         self.apply(CompleteBio(k, status, _COMPLETION_RACES[race]))
 
-    @precondition(lambda self: self.h is not None and self.since_crash >= 3)
+    @precondition(lambda self: self.h is not None and self.h.caps.crash
+                  and self.since_crash >= 3)
     @rule()
     def crash(self) -> None:
         """Power failure (once at least three operations have run since the last one)."""
@@ -388,7 +395,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         n = min(n, S.FAR + (1 << 20) - 1 - pos)
         self.apply(DirectRead(index, pos, n, (), (), sync, None, 0, S.plan(draw, sync)))
 
-    @precondition(lambda self: self.idle())
+    @precondition(lambda self: self.idle() and self.h.caps.crash)
     @rule(data=st.data(), index=st.integers(0, 1))
     def durable_write_then_crash(self, data: Any, index: int) -> None:
         """An O_DSYNC or O_SYNC direct write, acknowledged, then at once a power failure:
@@ -459,7 +466,8 @@ class ConformanceMachine(RuleBasedStateMachine):
 def machine_for(fs: str, engine: str, **attrs: Any) -> type[ConformanceMachine]:
     """A machine class for one filesystem and engine (its own running totals)."""
     name = "Conformance_" + fs.replace("-", "_") + "_" + engine
-    if attrs.get("fs_factory") is not None:  # a plain function must not become a method
-        attrs["fs_factory"] = staticmethod(attrs["fs_factory"])
+    for name in ("fs_factory", "backend_factory"):  # a function must not become a method
+        if attrs.get(name) is not None:
+            attrs[name] = staticmethod(attrs[name])
     return type(name, (ConformanceMachine,), {"fs": fs, "engine": engine, "totals": Stats(),
                                               "examples": 0, **attrs})  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..traces.replay import replay_file
 from .bugs import BUGS, PlantedBug, _bug, filesystems
-from .harness import ConformanceFailure
+from .failure import ConformanceFailure
 from .run import run_suite
 
 

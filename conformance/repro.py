@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .harness import ConformanceFailure
+from .failure import ConformanceFailure
 from .ops import __all__ as OP_NAMES
 
 TEMPLATE = '''\

@@ -27,7 +27,7 @@ from hypothesis.stateful import get_state_machine_test
 from ..traces.format import TraceFormatError, write_trace
 from .bugs import planted  # the quality set: engine bugs planted on purpose
 from .catalogue import COMBOS, PROFILES
-from .harness import ConformanceFailure, Stats
+from .failure import ConformanceFailure, Stats
 from .machine import machine_for
 from .minimize import minimize
 from .paths import PathProblem, check_image_dir, check_out_dir

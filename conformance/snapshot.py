@@ -1,66 +1,6 @@
-"""What the implementation's file holds, read without side effects.
-
-A read through the engine or the page cache would change what it observes (a direct read
-writes dirty pages back, a buffered read fills the cache, both move request numbers and
-the trace), so the suite looks at the implementation's state directly: cached pages
-where the page cache has them (what any read returns first), else the filesystem's
-blocks read from the device as they are now (completed writes included, durable or
-not), holes and unwritten blocks as zeros, nothing past i_size.
-"""
+"""Ranges the suite reads back from a backend's view (``EngineBackend.read_view``)."""
 
 from __future__ import annotations
-
-from typing import Any
-
-from ..impl.api import Inode
-
-MAPPED = "MAPPED"
-
-
-def _fs_bytes(fs: Any, device: Any, inode: Inode, start: int, end: int) -> bytes:
-    """[start, end) from the filesystem's block map and the device (no page cache)."""
-    out = bytearray(end - start)
-    lbs = device.logical_block_size
-    p = start
-    while p < end:
-        m = fs.extent_at(inode, p, end - p)
-        n = min(m.offset + m.length, end) - p
-        if n <= 0:
-            raise RuntimeError(f"extent_at({p}) returned [{m.offset}, {m.offset + m.length})")
-        if m.type == MAPPED:
-            addr = m.addr + p - m.offset
-            lo = addr - addr % lbs
-            hi = -(-(addr + n) // lbs) * lbs
-            out[p - start : p - start + n] = device.read(lo, hi - lo)[addr - lo : addr - lo + n]
-        p += n
-    return bytes(out)
-
-
-def read_view(world: Any, inode: Inode, start: int, end: int) -> bytes:
-    """What a read of ``[start, end)`` would return now (stops at i_size)."""
-    end = min(end, inode.size)
-    if start >= end:
-        return b""
-    pages = world.pc.pages(inode) if world.pc is not None else {}
-    if not pages:
-        return _fs_bytes(world.fs, world.device, inode, start, end)
-    ps = world.page_size
-    out = bytearray()
-    p = start
-    while p < end:
-        index, off = divmod(p, ps)
-        n = min(ps - off, end - p)
-        page = pages.get(index)
-        if page is not None:
-            out += page.data[off : off + n]
-        else:  # up to the next cached page in one go
-            stop = p + n
-            while stop < end and (stop // ps) not in pages:
-                stop = min(end, (stop // ps + 1) * ps)
-            out += _fs_bytes(world.fs, world.device, inode, p, stop)
-            n = stop - p
-        p += n
-    return bytes(out)
 
 
 def merge_ranges(ranges: list[tuple[int, int]], grain: int) -> list[tuple[int, int]]:
@@ -72,22 +12,3 @@ def merge_ranges(ranges: list[tuple[int, int]], grain: int) -> list[tuple[int, i
         else:
             out.append((s, e))
     return out
-
-
-def data_ranges(world: Any, inode: Inode, start: int, end: int) -> list[tuple[int, int]]:
-    """Where in ``[start, end)`` the implementation may hold anything but zeros: its
-    allocated blocks and its cached pages (sparse: never walks holes)."""
-    out: list[tuple[int, int]] = []
-    bs = world.fs.block_size
-    blocks = world.fs.file(inode).blocks
-    first, last = start // bs, -(-end // bs)
-    if last - first <= 4 * len(blocks):
-        keys = [b for b in range(first, last) if b in blocks]
-    else:
-        keys = sorted(b for b in blocks if first <= b < last)
-    out += [(b * bs, (b + 1) * bs) for b in keys]
-    if world.pc is not None:
-        ps = world.page_size
-        out += [(i * ps, (i + 1) * ps) for i in world.pc.pages(inode) if start < (i + 1) * ps
-                and i * ps < end]  # fmt: skip
-    return [(max(s, start), min(e, end)) for s, e in out]

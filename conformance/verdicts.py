@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .ops import DirectWrite
-from .snapshot import read_view
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
 
 def bio_statuses(h: Harness, req: int) -> set[int]:
     """The statuses the bios of request ``req`` completed with (so far)."""
-    return {e["status"] for e in h.world.trace.events
+    return {e["status"] for e in h.backend.events_since(0)
             if e["ev"] == "bio_end" and e.get("req") == req}  # fmt: skip
 
 
@@ -28,7 +27,7 @@ def check_unchanged(h: Harness, op: DirectWrite) -> None:
     end = min(op.pos + op.length, f.size)
     if op.pos >= end:
         return
-    problems = h.oracle.check_read(f.ino, op.pos, read_view(h.world, f, op.pos, end))
+    problems = h.oracle.check_read(f.ino, op.pos, h.backend.read_view(f.ino, op.pos, end))
     if problems:
         h.fail("contents", f"NOWAIT write #{op.wid} [{op.pos}, {op.pos + op.length}) returned "
                            "-EAGAIN but changed the file (a NOWAIT write must span one "
@@ -42,12 +41,12 @@ def check_cache_fresh(h: Harness, op: DirectWrite, n: int) -> None:
     invalidated after ->end_io (iomap_dio_complete: kiocb_invalidate_post_direct_write,
     "has to be after ->end_io()"). A pinned page cannot be invalidated ("tough"): the
     seed allows it, so it is skipped."""
-    if h.world.pc is None or n <= 0:
+    if not h.caps.page_cache_pins or n <= 0:
         return
     f = h.files[op.file]
-    ps = h.world.page_size
+    ps = h.page_size
     start, end = op.pos, min(op.pos + n, f.size)
-    for index, page in sorted(h.world.pc.pages(f).items()):
+    for index, page in sorted(h.backend.cached_pages(f.ino).items()):
         a, b = max(start, index * ps), min(end, (index + 1) * ps)
         if a >= b or page.pinned:
             continue

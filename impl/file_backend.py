@@ -49,6 +49,7 @@ from typing import Any
 from ..conformance.backend import Capabilities
 from .api import EOPNOTSUPP, MAPPED, DioError, Inode
 from .examples import ENGINES, FILESYSTEMS
+from .view import read_view
 from .world import World
 
 DEFAULT_SIZE = 1 << 30  # the device (a sparse image: only what is written takes space)
@@ -287,42 +288,7 @@ class ImplBackend:
     def read_view(self, name: str, pos: int, length: int) -> bytes:
         """What a read of ``[pos, pos + length)`` returns now (shorter at EOF): cached
         pages first, else the filesystem's blocks; the page cache is left as it is."""
-        inode = self._inode(name)
-        end = min(pos + length, inode.size)
-        if pos >= end:
-            return b""
-        pages, ps = self._pc.pages(inode), self.world.page_size
-        out = bytearray()
-        p = pos
-        while p < end:
-            index, off = divmod(p, ps)
-            n = min(ps - off, end - p)
-            page = pages.get(index)
-            if page is None:
-                out += self._fs_bytes(inode, p, p + n)
-            else:
-                out += page.data[off : off + n]
-            p += n
-        return bytes(out)
-
-    def _fs_bytes(self, inode: Inode, start: int, end: int) -> bytes:
-        """``[start, end)`` from the block map and the device: written blocks as they
-        are on the device now (completed writes, durable or not), the rest zeros."""
-        fs, device = self.world.fs, self.world.device
-        lbs = device.logical_block_size
-        out = bytearray(end - start)
-        p = start
-        while p < end:
-            m = fs.extent_at(inode, p, end - p)
-            n = min(m.offset + m.length, end) - p
-            if n <= 0:
-                raise RuntimeError(f"extent_at({p}) returned [{m.offset}, {m.offset + m.length})")
-            if m.type == MAPPED and m.addr is not None:
-                addr = m.addr + p - m.offset
-                lo, hi = addr - addr % lbs, -(-(addr + n) // lbs) * lbs
-                out[p - start : p - start + n] = device.read(lo, hi - lo)[addr - lo : addr - lo + n]
-            p += n
-        return bytes(out)
+        return read_view(self.world, self._inode(name), pos, pos + length)
 
     def files(self) -> list[str]:
         return list(self._inodes)

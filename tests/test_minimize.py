@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from dioconf.conformance.bugs import STORIES, planted
-from dioconf.conformance.harness import ConformanceFailure
+from dioconf.conformance.failure import ConformanceFailure
 from dioconf.conformance.minimize import minimize, needless_steps, replay, signature
 from dioconf.conformance.ops import CompleteBio, Crash, DirectRead, DirectWrite, Fsync, Truncate
 from dioconf.conformance.run import run_combo

@@ -119,3 +119,17 @@ def test_the_issue_story_sees_the_size_the_kernel_shows() -> None:
         assert 512 in sizes and 4608 in sizes
         h.run(ISSUE_11[3:])
         assert h.files[0].size == 512
+
+
+# ci (test_check, derandomized): the ext4-like reference filesystem mapped one block of an
+# OVERWRITE_ONLY write over two extents; the contract (iomap-operations.rst: "The entire
+# file range must map to a single written or unwritten extent") wants -EAGAIN
+def test_overwrite_only_write_over_two_extents_is_refused() -> None:
+    from dioconf.conformance.check import checked
+    from dioconf.impl.examples import FILESYSTEMS
+
+    ops = [Truncate(0, 512), Fallocate(0, 0, 8192),
+           DirectWrite(0, 512, 4096, 2, dio=("OVERWRITE_ONLY",), sync=False)]  # fmt: skip
+    with Harness("overwrite", fs_factory=checked(FILESYSTEMS["overwrite"])) as h:
+        h.run(ops)
+        h.check_all()

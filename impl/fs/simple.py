@@ -37,9 +37,12 @@ class OverwriteFs(ExtentFs):
     def nowait_must_span(self, m: Iomap, pos: int, length: int, flags: frozenset[str]) -> None:
         """A NOWAIT write goes ahead only as an overwrite of one extent covering it all
         (ext4_dio_write_checks: ``!ext4_overwrite_io(...)`` under IOCB_NOWAIT -> -EAGAIN),
-        so that it never writes part of the range and then fails with -EAGAIN."""
-        if "NOWAIT" in flags and m.end < pos + length:
-            raise DioError(EAGAIN, "NOWAIT write over several extents")
+        so that it never writes part of the range and then fails with -EAGAIN; so does
+        an OVERWRITE_ONLY one (iomap-operations.rst, IOMAP_OVERWRITE_ONLY: "The entire
+        file range must map to a single written or unwritten extent"; ext4 never asks
+        for it, the suite does)."""
+        if flags & {"NOWAIT", "OVERWRITE_ONLY"} and m.end < pos + length:
+            raise DioError(EAGAIN, "NOWAIT/OVERWRITE_ONLY write over several extents")
 
     def end_io(self, inode: Inode, pos: int, size: int, error: int, flags: frozenset[str]) -> int:
         self.write_done(inode, pos, size, error, flags)
