@@ -68,8 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .cli_kernel import cmd_kernel
 
         return cmd_kernel(args)
-    kernel_only = [o for o, v in (("--fast", args.fast), ("--allow-finding", args.allow_finding),
-                                  ("--sector-size", args.sector_size),
+    kernel_only = [o for o, v in (("--fast", args.fast), ("--sector-size", args.sector_size),
                                   ("--write-cache", args.write_cache), ("--ops", args.ops))
                    if v]  # fmt: skip
     if kernel_only:
@@ -78,6 +77,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.examples is not None and args.examples < 1:
         print("dioconf run: --examples must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    from .conformance.findings import KNOWN_FINDINGS, allowed_names
+
+    allow, unknown = allowed_names(args.allow_finding)
+    if unknown:
+        print(f"dioconf run: unknown finding {unknown[0]!r}; known: "
+              f"{', '.join(KNOWN_FINDINGS)}", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     if args.plant is not None:
         from .conformance.bugs import BUGS
@@ -107,11 +113,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             interrupted.signal = interrupted.signal or signal.SIGINT
     if report is not None:
         if args.json:
-            doc = _as_json(report, proofs, proof_seconds)
+            doc = _as_json(report, proofs, proof_seconds, allow)
             doc["interrupted"] = bool(interrupted)
             print(json.dumps(doc, indent=2))
         else:
-            _print_summary(report, proofs, proof_seconds)
+            _print_summary(report, proofs, proof_seconds, allow)
     if interrupted:  # (also one swallowed on the way: never exit 0 after it)
         done = len(report.combos) if report is not None else 0
         print(f"dioconf run: interrupted ({interrupted.name}); {done} filesystem(s) "
@@ -119,10 +125,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     assert report is not None
     unproved = [p for p in proofs if p.status != "proved"]
-    return EXIT_OK if report.ok and not unproved else EXIT_DIVERGED
+    refused = _not_allowed(report, allow)
+    return EXIT_OK if report.ok and not unproved and not refused else EXIT_DIVERGED
 
 
-def _as_json(report: Any, proofs: list[Any], proof_seconds: float) -> dict[str, Any]:
+def _not_allowed(report: Any, allow: frozenset[str]) -> list[str]:
+    """The findings met that ``--allow-finding`` did not accept (each exits 1)."""
+    return sorted(n for n in report.totals().findings if n not in allow)
+
+
+def _findings(report: Any, allow: frozenset[str]) -> list[dict[str, Any]]:
+    """The findings met, as ``--json`` carries them (as the kernel runs do)."""
+    from .conformance.findings import KNOWN_FINDINGS
+
+    out = []
+    for name, n in sorted(report.totals().findings.items()):
+        doc = KNOWN_FINDINGS.get(name)
+        path = doc.repro_path if doc is not None else None
+        out.append({"name": name, "summary": doc.summary if doc is not None else "",
+                    "fs": sorted({c.fs for c in report.combos if c.stats.findings[name]}),
+                    "repro": str(path) if path is not None else "", "count": n,
+                    "allowed": name in allow})  # fmt: skip
+    return out
+
+
+def _as_json(report: Any, proofs: list[Any], proof_seconds: float,
+             allow: frozenset[str]) -> dict[str, Any]:  # fmt: skip
     def combo(c: Any) -> dict[str, Any]:
         d = {"fs": c.fs, "engine": c.engine, "examples": c.examples,
              "seconds": round(c.seconds, 2), "ok": c.ok}  # fmt: skip
@@ -136,7 +164,9 @@ def _as_json(report: Any, proofs: list[Any], proof_seconds: float) -> dict[str, 
         return d
 
     return {
-        "profile": report.profile, "seed": report.seed, "ok": report.ok,
+        "profile": report.profile, "seed": report.seed,
+        "ok": report.ok and not _not_allowed(report, allow),
+        "findings": _findings(report, allow),
         "seconds": round(report.seconds, 2),
         "combos": [combo(c) for c in report.combos],
         "proofs": {"proved": sum(p.status == "proved" for p in proofs), "total": len(proofs),
@@ -145,7 +175,8 @@ def _as_json(report: Any, proofs: list[Any], proof_seconds: float) -> dict[str, 
     }  # fmt: skip
 
 
-def _print_summary(report: Any, proofs: list[Any], proof_seconds: float) -> None:
+def _print_summary(report: Any, proofs: list[Any], proof_seconds: float,
+                   allow: frozenset[str]) -> None:  # fmt: skip
     from rich.console import Console
     from rich.table import Table
 
@@ -165,12 +196,19 @@ def _print_summary(report: Any, proofs: list[Any], proof_seconds: float) -> None
     t = report.totals()
     table.add_row("total", "", str(sum(c.examples for c in report.combos)),
                   *(str(getattr(t, k)) for k in COLUMNS), f"{report.seconds:.1f}",
-                  "[green]pass[/]" if report.ok else "[red]FAIL[/]", style="bold")  # fmt: skip
+                  "[red]FAIL[/]" if not report.ok else "[red]FAIL (findings)[/]"
+                  if _not_allowed(report, allow) else "[green]pass[/]", style="bold")  # fmt: skip
     console.print(table)
-    if t.findings:
-        met = ", ".join(f"{name} x{n}" for name, n in sorted(t.findings.items()))
-        console.print(f"findings of the seed met (the implementation reproduces them on "
-                      f"purpose; FINDINGS.md): {met}", highlight=False)  # fmt: skip
+    ok = {n: c for n, c in sorted(t.findings.items()) if n in allow}
+    refused = {n: c for n, c in sorted(t.findings.items()) if n not in allow}
+    if ok:
+        met = ", ".join(f"{name} x{n}" for name, n in ok.items())
+        console.print(f"findings of the seed met and allowed (the implementation reproduces "
+                      f"them on purpose; FINDINGS.md): {met}", highlight=False)  # fmt: skip
+    if refused:
+        met = ", ".join(f"{name} x{n}" for name, n in refused.items())
+        console.print(f"[red]findings not allowed[/]: {met} (the seed's own: FINDINGS.md; "
+                      f"--allow-finding NAME accepts a known one)", highlight=False)
     if proofs:
         bad = [p for p in proofs if p.status != "proved"]
         console.print(f"z3: {len(proofs) - len(bad)}/{len(proofs)} arithmetic rules proved "
