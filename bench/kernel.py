@@ -21,11 +21,12 @@ def run(fs: str = "xfs", runs: int = 10, ops: int = 500, examples: int = 200) ->
     from ..conformance.findings import FINDINGS
     from ..impl.kernel.backend import KernelBackend
     from ..impl.kernel.cleanup import signals_raise
-    from ..impl.kernel.fixture import kernel_fs
+    from ..impl.kernel.fixture import default_image_dir, kernel_fs
 
     allow = frozenset(FINDINGS) | {f"unexplained-{k}" for k in
                                    ("result", "size", "mismatch", "stale", "lost")}  # fmt: skip
-    with signals_raise(), kernel_fs(fs) as m:
+    where = default_image_dir()  # as dioconf run --kernel puts its images
+    with signals_raise(), kernel_fs(fs, workdir=where) as m:
         b = KernelBackend(m)
         try:
             lists = [draw_ops(run_seed(1, r), ops, b.caps) for r in range(runs)]
@@ -56,7 +57,7 @@ def run(fs: str = "xfs", runs: int = 10, ops: int = 500, examples: int = 200) ->
             b.close()
     total = runs * ops
     return {
-        "fs": fs, "operations": total,
+        "fs": fs, "image_dir": str(where or "temporary directory"), "operations": total,
         "raw_ops_per_s": round(total / raw_s),
         "checked_ops_per_s": round(steps / checked_s),
         "checked_steps": steps,

@@ -146,10 +146,12 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
                examples: int | None = None, ops: int | None = None,
                stop: Callable[[], bool] = lambda: False,
                progress: Callable[[Target, int, int], None] | None = None,
-               trace: bool = True) -> KernelReport:  # fmt: skip
+               trace: bool = True,
+               image_dir: str | os.PathLike[str] | None = None) -> KernelReport:  # fmt: skip
     """Every target under ``profile``; stops early (``interrupted``) when ``stop()``.
     ``trace``: with ``fast``, each run's requests are also traced and replayed through
-    the model (``impl/kernel/trace_check.py``)."""
+    the model (``impl/kernel/trace_check.py``). ``image_dir``: where the images go
+    (default: ``fixture.default_image_dir``)."""
     table = FAST_PROFILES if fast else KERNEL_PROFILES
     if profile not in table:
         raise KernelUsageError(f"unknown profile {profile!r}; choose from {', '.join(table)}")
@@ -170,8 +172,9 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
             continue
         tick = (lambda d, n, t=t: progress(t, d, n)) if progress else (lambda d, n: None)
         try:
-                r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
-                            stop, tick, Path(out_dir) if fast and trace else None)  # fmt: skip
+            r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
+                            stop, tick, Path(out_dir) if fast and trace else None,
+                            image_dir)  # fmt: skip
         except (KeyboardInterrupt, SystemExit):  # a stop signal: everything was undone
             report.interrupted = True
             break
@@ -187,11 +190,12 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
 
 def _run_target(t: Target, seed: int, fast: bool, examples: int, ops: int, derandomize: bool,
                 allow: frozenset[str], stop: Callable[[], bool],
-                tick: Callable[[int, int], None], traces: Path | None) -> TargetResult:  # fmt: skip
+                tick: Callable[[int, int], None], traces: Path | None,
+                image_dir: str | os.PathLike[str] | None) -> TargetResult:  # fmt: skip
     from .fast import run_fast
     from .file_hyp import run_hypothesis
 
-    with mounted_backend(t) as backend:
+    with mounted_backend(t, image_dir) as backend:
         m, tc = backend.m, None
         if fast:
             around = None
@@ -210,16 +214,20 @@ def _run_target(t: Target, seed: int, fast: bool, examples: int, ops: int, deran
 
 
 @contextlib.contextmanager
-def mounted_backend(t: Target) -> Iterator[Any]:
-    """A KernelBackend on a fresh filesystem made as ``t`` says, taken down after
-    (also on SIGINT/SIGTERM)."""
+def mounted_backend(t: Target, image_dir: str | os.PathLike[str] | None = None,
+                    ) -> Iterator[Any]:  # fmt: skip
+    """A KernelBackend on a fresh filesystem made as ``t`` says (its image in
+    ``image_dir``, default ``fixture.default_image_dir``), taken down after (also on
+    SIGINT/SIGTERM)."""
     from ..impl.kernel.backend import KernelBackend
     from ..impl.kernel.cleanup import signals_raise
-    from ..impl.kernel.fixture import kernel_fs
+    from ..impl.kernel.fixture import default_image_dir, kernel_fs
+
+    workdir = image_dir if image_dir is not None else default_image_dir()
 
     opts = kernel_mkfs_options(t.fs, t.geometry, t.sector_size)
     with signals_raise(), kernel_fs(t.fs, mkfs_options=opts, sector_size=t.sector_size,
-                                    write_cache=t.write_cache) as m:  # fmt: skip
+                                    write_cache=t.write_cache, workdir=workdir) as m:  # fmt: skip
         backend = KernelBackend(m, nocow=t.geometry != "cow", label=f"kernel {t.label}")
         try:
             yield backend
@@ -265,7 +273,8 @@ def finding_json(t: Target, f: Shrunk, where: str) -> dict[str, Any]:
             "ops": len(f.ops), "story": where}  # fmt: skip
 
 
-def replay_ops(path: Path, spec: str | None, allow: frozenset[str]) -> tuple[Target, Any]:
+def replay_ops(path: Path, spec: str | None, allow: frozenset[str],
+               image_dir: str | os.PathLike[str] | None = None) -> tuple[Target, Any]:
     """Perform a failure's ops.json again on a fresh target (``spec`` overrides the
     one recorded); the target and the (failure or None, run) pair."""
     from .fast import _Runs
@@ -282,5 +291,5 @@ def replay_ops(path: Path, spec: str | None, allow: frozenset[str]) -> tuple[Tar
     if spec:
         t = parse_targets(spec, sector_sizes=(t.sector_size,), write_cache=(t.write_cache,))[0]
     check_kernel_environment([t])
-    with mounted_backend(t) as backend:
+    with mounted_backend(t, image_dir) as backend:
         return t, _Runs(backend, allow).perform(ops)

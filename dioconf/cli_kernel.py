@@ -64,6 +64,12 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
     allow, unknown = allowed_names(args.allow_finding)
     if unknown:
         return _fail(f"unknown finding {unknown[0]!r}; known: {', '.join(KNOWN_FINDINGS)}")
+    from .conformance.paths import PathProblem, check_image_dir
+
+    try:
+        check_image_dir(args.image_dir)
+    except PathProblem as exc:
+        return _fail(str(exc))
     if args.replay:
         return _replay(args, allow)
     wc = {None: (None,), "on": (True,), "off": (False,), "both": (True, False)}
@@ -82,7 +88,7 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
                                     fast=args.fast, allow=allow, out_dir=args.out,
                                     examples=args.examples, ops=args.ops,
                                     stop=lambda: sigs.received is not None,
-                                    progress=bar)  # fmt: skip
+                                    progress=bar, image_dir=args.image_dir)  # fmt: skip
         except KernelUsageError as exc:
             return _fail(str(exc))
         except (KeyboardInterrupt, SystemExit):
@@ -215,7 +221,8 @@ def _replay(args: argparse.Namespace, allow: frozenset[str]) -> int:
     from .conformance.kernel_run import KernelUsageError, replay_ops
 
     try:
-        target, (failure, run) = replay_ops(Path(args.replay), args.kernel, allow)
+        target, (failure, run) = replay_ops(Path(args.replay), args.kernel, allow,
+                                            args.image_dir)  # fmt: skip
     except KernelUsageError as exc:
         return _fail(str(exc))
     print(f"replayed on {target.label}:")

@@ -38,7 +38,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--examples", type=positive, metavar="N", help="examples per filesystem")
     p.add_argument("--out", default="dioconf-failures", metavar="DIR",
                    help="where counterexamples go (default ./dioconf-failures)")  # fmt: skip
-    p.add_argument("--image-dir", metavar="DIR", help="where the sparse images live")
+    p.add_argument("--image-dir", metavar="DIR",
+                   help="where the sparse images live (default: the system's temporary "
+                        "directory; with --kernel and no TMPDIR set, /dev/shm when it is a "
+                        "tmpfs with 4 GiB free)")  # fmt: skip
     p.add_argument("--jobs", "-j", type=positive, default=1, metavar="N",
                    help="filesystems run in parallel (at least 1)")  # fmt: skip
     p.add_argument("--plant", metavar="BUG", help="plant a known engine bug (quality check)")

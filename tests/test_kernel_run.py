@@ -119,3 +119,18 @@ def test_the_kernel_bench_measures_raw_checked_and_hypothesis(own_tmp):
     assert doc["checked_over_raw"] > 0 and doc["hypothesis_steps"] > 20
     assert doc["syscalls_per_op_checked"] > doc["syscalls_per_op_raw"]  # the checks read
     assert leftovers(own_tmp) == []
+
+
+def test_kernel_images_go_to_memory_unless_told(monkeypatch, tmp_path):
+    from dioconf.impl.kernel import fixture
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    shm = fixture.default_image_dir()
+    mounts = Path("/proc/mounts").read_text().split("\n")
+    if any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts if line):
+        assert shm in (Path("/dev/shm"), None)  # (None: not 4 GiB free)
+    else:
+        assert shm is None
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # a temporary directory chosen: kept
+    assert fixture.default_image_dir() is None
+    assert main(["run", "--kernel", "xfs", "--image-dir", str(tmp_path / "nope")]) == 2

@@ -32,7 +32,8 @@ def _driver(tmp: Path, k: int, sig: int, delay: float) -> subprocess.CompletedPr
     env = {**os.environ, "TMPDIR": str(tmp / "tmp")}
     return subprocess.run(
         [sys.executable, str(DRIVER), str(k), str(int(sig)), str(delay),
-         str(tmp / "calibration.json"), "--", *RUN, "--out", str(tmp / "out")],
+         str(tmp / "calibration.json"), "--", *RUN, "--out", str(tmp / "out"),
+         "--image-dir", str(tmp / "tmp")],
         capture_output=True, text=True, env=env, timeout=180, start_new_session=True,
     )  # fmt: skip
 

@@ -30,6 +30,26 @@ MKFS = {
 }
 PACKAGES = {"ext4": "e2fsprogs", "xfs": "xfsprogs", "btrfs": "btrfs-progs"}
 DEFAULT_IMAGE_SIZE = 512 << 20  # xfs needs at least 300 MiB
+SHM = Path("/dev/shm")
+SHM_ROOM = 4 << 30  # free space /dev/shm must have to hold the images by default
+
+
+def default_image_dir() -> Path | None:
+    """Where kernel images go unless told: the system's temporary directory (None) when
+    ``TMPDIR`` names one, else ``/dev/shm`` when it is a tmpfs with room (a loop device
+    over a file in memory, as fstests runs on brd or zram: the kernel's code paths are
+    the same, the backing file's I/O costs nothing), else the temporary directory."""
+    if os.environ.get("TMPDIR"):
+        return None
+    try:
+        fstype = next((line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()
+                       if line.split()[1] == str(SHM)), "")  # fmt: skip
+        st = os.statvfs(SHM)
+    except OSError:
+        return None
+    if fstype != "tmpfs" or not os.access(SHM, os.W_OK) or st.f_bavail * st.f_frsize < SHM_ROOM:
+        return None
+    return SHM
 
 
 class KernelUnavailable(Exception):
