@@ -56,6 +56,10 @@ KERNEL_PROFILES: dict[str, tuple[int, int, bool]] = {
     "dev": (600, 150, False),
     "nightly": (5000, 200, False),
 }
+# through Hypothesis: examples (spread over the run) whose requests are also traced and
+# replayed through the model (a trace session costs ~0.3 s: not every example; --fast
+# traces every run)
+KERNEL_TRACED_EXAMPLES: dict[str, int] = {"ci": 10, "dev": 25, "nightly": 100}
 # findings known to be allowed by default nowhere: a run reports every finding unless
 # the command line allows it (--allow-finding NAME)
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
 from .backend import FileBackend
-from .fast import FastReport, Shrunk, _Runs
+from .fast import Around, FastReport, Shrunk, _Runs
 from .file_check import Failure, FileRun
 from .file_ops_gen import Op, Sizes, draw_op, renumber
 
@@ -56,8 +56,12 @@ def run_hypothesis(
     allow: frozenset[str] = frozenset(),
     stop: Callable[[], bool] = lambda: False,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    around: Callable[[int], Around] | None = None,
+    traced: int = 0,
 ) -> FastReport:
-    """``examples`` examples of up to ``ops`` operations; the first failure, shrunk."""
+    """``examples`` examples of up to ``ops`` operations; the first failure, shrunk.
+    ``around(n)``: the context example ``n`` runs in (a tracer), for ``traced`` examples
+    spread over those generated (not those the shrinker replays)."""
     report = FastReport(backend.name, seed)
     performer = _Runs(backend, allow)
     t0 = time.perf_counter()
@@ -83,7 +87,11 @@ def run_hypothesis(
                 if run.ended:
                     return
 
-        run = performer.run_with(perform)
+        n = report.runs  # every stride-th example generated: later ones are bigger
+        stride = max(1, examples // traced) if traced else 0
+        on = around is not None and traced and n % stride == 0 and n // stride < traced
+        tracer = around(n) if on and not first else None  # (not what the shrinker replays)
+        run = performer.run_with(perform, tracer)
         report.runs += 1
         budget[0] -= 1
         report.count(run, allow)

@@ -28,6 +28,7 @@ from .catalogue import (
     KERNEL_FS,
     KERNEL_GEOMETRIES,
     KERNEL_PROFILES,
+    KERNEL_TRACED_EXAMPLES,
     SECTOR_SIZES,
     kernel_mkfs_options,
 )
@@ -149,7 +150,9 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
                trace: bool = True,
                image_dir: str | os.PathLike[str] | None = None) -> KernelReport:  # fmt: skip
     """Every target under ``profile``; stops early (``interrupted``) when ``stop()``.
-    ``trace``: with ``fast``, each run's requests are also traced and replayed through
+    ``trace``: each run's requests (``fast``; through Hypothesis, those of
+    ``KERNEL_TRACED_EXAMPLES[profile]`` examples spread over the run) are also traced
+    and replayed through
     the model (``impl/kernel/trace_check.py``). ``image_dir``: where the images go
     (default: ``fixture.default_image_dir``)."""
     table = FAST_PROFILES if fast else KERNEL_PROFILES
@@ -173,8 +176,8 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
         tick = (lambda d, n, t=t: progress(t, d, n)) if progress else (lambda d, n: None)
         try:
             r = _run_target(t, seed, fast, n_examples, n_ops, derandomize and not fast, allow,
-                            stop, tick, Path(out_dir) if fast and trace else None,
-                            image_dir)  # fmt: skip
+                            stop, tick, Path(out_dir) if trace else None, image_dir,
+                            0 if fast else KERNEL_TRACED_EXAMPLES[profile])  # fmt: skip
         except (KeyboardInterrupt, SystemExit):  # a stop signal: everything was undone
             report.interrupted = True
             break
@@ -191,25 +194,26 @@ def run_kernel(targets: Sequence[Target], *, profile: str, seed: int | None, fas
 def _run_target(t: Target, seed: int, fast: bool, examples: int, ops: int, derandomize: bool,
                 allow: frozenset[str], stop: Callable[[], bool],
                 tick: Callable[[int, int], None], traces: Path | None,
-                image_dir: str | os.PathLike[str] | None) -> TargetResult:  # fmt: skip
+                image_dir: str | os.PathLike[str] | None, traced: int) -> TargetResult:  # fmt: skip
     from .fast import run_fast
     from .file_hyp import run_hypothesis
 
     with mounted_backend(t, image_dir) as backend:
         m, tc = backend.m, None
-        if fast:
-            around = None
-            if traces is not None:
-                from ..impl.kernel.trace_check import TraceCheck
+        around = None
+        if traces is not None:
+            from ..impl.kernel.trace_check import TraceCheck
 
-                tc = TraceCheck(m, traces / f"traces-{t.slug}", backend)
-                around = lambda r: lambda inos: tc.run(f"run{r}", inos)  # noqa: E731
+            tc = TraceCheck(m, traces / f"traces-{t.slug}", backend)
+            name = "run" if fast else "example"
+            around = lambda r: lambda inos: tc.run(f"{name}{r}", inos)  # noqa: E731
+        if fast:
             rep = run_fast(backend, seed=seed, runs=examples, ops=ops, allow=allow,
                            stop=stop, progress=tick, around=around)  # fmt: skip
         else:
             rep = run_hypothesis(backend, seed=seed, examples=examples, ops=ops,
                                  derandomize=derandomize, allow=allow, stop=stop,
-                                 progress=tick)  # fmt: skip
+                                 progress=tick, around=around, traced=traced)  # fmt: skip
     return TargetResult(t, rep, trace=tc)
 
 

@@ -134,3 +134,12 @@ def test_kernel_images_go_to_memory_unless_told(monkeypatch, tmp_path):
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # a temporary directory chosen: kept
     assert fixture.default_image_dir() is None
     assert main(["run", "--kernel", "xfs", "--image-dir", str(tmp_path / "nope")]) == 2
+
+
+@needs("xfs")
+def test_hypothesis_runs_trace_examples_through_the_model(tmp_path, own_tmp):
+    proc = _run("--kernel", "xfs", "--examples", "100", "--json", "--out", str(tmp_path), *ALL)
+    assert proc.returncode == 0, proc.stderr
+    (t,) = json.loads(proc.stdout)["targets"]
+    assert t["traced"]["requests"] > 0 and t["traced"]["divergences"] == 0
+    assert leftovers(own_tmp) == []
