@@ -29,6 +29,7 @@ from .file_ops_gen import Op, Sizes, draw_op, renumber
 T = TypeVar("T")
 _NO_SIZES = Sizes()  # (never updated)
 MAX_FINDINGS = 8  # distinct failures one run reports at most
+RUN = 8  # operations drawn as a run (see `example`)
 
 
 @st.composite
@@ -71,7 +72,11 @@ def run_hypothesis(
     def example(data: Any) -> None:
         if stop():
             raise KeyboardInterrupt  # (Hypothesis lets it through at once)
-        drawn = data.draw(st.lists(_op(backend.caps), min_size=1, max_size=ops))
+        # a list of runs of operations: ~36 on average (a flat list averages ~6), and
+        # still shrinkable to one operation (a run at a time, or one in a run)
+        runs = data.draw(st.lists(st.lists(_op(backend.caps), min_size=1, max_size=RUN),
+                                  min_size=1, max_size=ops))  # fmt: skip
+        drawn = [op for r in runs for op in r][:ops]
         # write ids by position, so that a shrunk list still numbers its writes 1, 2...
         drawn = renumber(drawn)
 
