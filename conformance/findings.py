@@ -108,20 +108,15 @@ FINDINGS: dict[str, FindingDoc] = {
 
 # findings the seed has that no filesystem here can show (the Python implementation, which
 # follows the seed, meets them; FINDINGS.md "Seed behaviours")
-SEED_FINDINGS: dict[str, FindingDoc] = {
-    d.name: d
-    for d in (
-        FindingDoc(
-            "legacy-zero-page-after-fault",
-            "a direct write on the legacy engine whose user buffer faults fails, yet the "
-            "rest of the blocks it had mapped are written from ZERO_PAGE over the file's "
-            "data",
-            "fs/direct-io.c dio_refill_pages: after get_user_pages fails, the remaining "
-            "blocks of the mapping are filled from ZERO_PAGE and submitted",
-            (),
-        ),
-    )
-}
+_ZERO_PAGE = FindingDoc(
+    "legacy-zero-page-after-fault",
+    "a direct write on the legacy engine whose user buffer faults fails, yet the rest of "
+    "the blocks it had mapped are written from ZERO_PAGE over the file's data",
+    "fs/direct-io.c dio_refill_pages: after get_user_pages fails, the remaining blocks of "
+    "the mapping are filled from ZERO_PAGE and submitted",
+    (),
+)
+SEED_FINDINGS: dict[str, FindingDoc] = {_ZERO_PAGE.name: _ZERO_PAGE}
 KNOWN_FINDINGS: dict[str, FindingDoc] = {**FINDINGS, **SEED_FINDINGS}
 
 
