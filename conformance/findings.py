@@ -33,10 +33,17 @@ class FindingDoc:
     seed: str  # where in the seed (function and what it does)
     filesystems: tuple[str, ...]
     repro: str = ""  # file name in findings/ ("" for none yet)
+    # other reproducers for some filesystems: (fs, file name in findings/) pairs
+    repro_for: tuple[tuple[str, str], ...] = ()
 
     @property
     def repro_path(self) -> Path | None:
         return FINDINGS_DIR / self.repro if self.repro else None
+
+    def script_for(self, fs: str) -> Path | None:
+        """The standalone reproducer for filesystem ``fs`` (its own, or the common one)."""
+        name = dict(self.repro_for).get(fs, self.repro)
+        return FINDINGS_DIR / name if name else None
 
 
 FINDINGS: dict[str, FindingDoc] = {
@@ -81,14 +88,17 @@ FINDINGS: dict[str, FindingDoc] = {
             "dio-read-eio-past-eof",
             "an O_DIRECT read that starts inside the file and runs past EOF fails with "
             "EIO (a buffered read returns the data) when a delalloc extent no dirty page "
-            "covers lies past EOF: left by a KEEP_SIZE fallocate splitting the speculative "
-            "EOF preallocation",
+            "covers lies in its range: on xfs left by a KEEP_SIZE fallocate splitting the "
+            "speculative EOF preallocation; on ext4 after an O_DIRECT write that failed "
+            "with EFAULT",
             "fs/iomap/direct-io.c iomap_dio_iter: IOMAP_DELALLOC returns -EIO ('Direct I/O "
             "collision with buffered writes!'); __iomap_dio_rw iterates past i_size, and "
             "xfs_read_iomap_begin reports the orphan delalloc extent that "
-            "xfs_alloc_file_space (xfs_bmap_add_extent_delay_real) split off",
-            ("xfs",),
+            "xfs_alloc_file_space (xfs_bmap_add_extent_delay_real) split off (ext4: see "
+            "FINDINGS.md)",
+            ("xfs", "ext4"),
             "xfs_dio_read_eio.py",
+            (("ext4", "ext4_dio_read_eio.py"),),
         ),
         FindingDoc(
             "nowait-eagain-landed",

@@ -258,9 +258,10 @@ def write_failure(out: Path, t: Target, f: Shrunk) -> Path:
              f.failure.message]  # fmt: skip
     if doc is not None:
         lines += ["", doc.summary, f"seed: {doc.seed}"]
-        if doc.repro_path is not None:
-            lines.append(f"standalone reproducer: python3 {doc.repro_path} --loop-image "
-                         f"--fs {t.fs}")  # fmt: skip
+        script = doc.script_for(t.fs)
+        if script is not None:
+            fs = f" --fs {t.fs}" if "--fs" in script.read_text() else ""
+            lines.append(f"standalone reproducer: python3 {script} --loop-image{fs}")
     lines.append(f"again: dioconf run --kernel {t.fs}:{t.geometry} --replay {d / 'ops.json'}")
     lines.append(f"standalone (generated): python3 {repro} --loop-image")
     (d / "story.txt").write_text("\n".join(lines) + "\n")
@@ -271,7 +272,7 @@ def finding_json(t: Target, f: Shrunk, where: str) -> dict[str, Any]:
     doc = FINDINGS.get(f.failure.name)
     return {"name": f.failure.name, "fs": t.label, "known": doc is not None,
             "summary": doc.summary if doc else f.failure.message.splitlines()[0],
-            "repro": str(doc.repro_path) if doc and doc.repro_path
+            "repro": str(doc.script_for(t.fs) or Path(where) / "repro.py") if doc
             else str(Path(where) / "repro.py"),
             "generated_repro": str(Path(where) / "repro.py"),
             "ops": len(f.ops), "story": where}  # fmt: skip
