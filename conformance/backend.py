@@ -46,6 +46,7 @@ class Capabilities:
     zero_range: bool = False  # fallocate(FALLOC_FL_ZERO_RANGE)
     mmap: bool = False  # writes through a shared mapping (dirty pages, no syscall)
     aio: bool = False  # direct requests in flight together (Linux AIO)
+    uring: bool = False  # direct requests in flight together (io_uring)
     remount: bool = False  # unmount and mount again (the page cache starts empty)
     race_control: bool = False  # the suite orders bio completions itself
     page_cache_pins: bool = False  # the suite pins and unpins cached pages itself
@@ -79,9 +80,11 @@ class FileBackend(Protocol):
         ...
 
     def direct_batch(self, reqs: list[tuple[str, str, int, int, int, frozenset[str]]],
-                     ) -> list[tuple[int, bytes]]:  # fmt: skip
+                     via: str = "aio") -> list[tuple[int, bytes]]:  # fmt: skip
         """``(kind, name, pos, length, wid, flags)`` requests (``pwrite``/``pread``)
-        submitted together and reaped: each one's result and, for a read, its bytes."""
+        submitted together and reaped: each one's result and, for a read, its bytes.
+        ``via``: ``aio`` (Linux AIO, ``caps.aio``) or ``uring`` (io_uring,
+        ``caps.uring``)."""
         ...
 
     def buffered_write(self, name: str, pos: int, length: int, wid: int) -> int: ...

@@ -23,7 +23,7 @@ from ..model.oracle import Oracle, Problem
 from ..model.oracle_state import SECTOR
 from ..model.pattern import describe, pattern
 from .backend import FileBackend
-from .file_ops_gen import Op
+from .file_ops_gen import BATCHES, Op
 from .findings import FINDING_HEAD_PAD, absorb, classify, zeroed_own_data
 
 Result = int
@@ -109,7 +109,7 @@ class FileRun:
             return self._check_size(index, op, ret, op.file) or self.check_read(
                 index, op, ret, data
             )
-        if op.kind == "aio":
+        if op.kind in BATCHES:
             return self._step_aio(index, op)
         ret = _perform(self, op)
         self.story.append(f"{index:4}: {op} -> {_show(ret)}")
@@ -123,15 +123,15 @@ class FileRun:
         return self._check_after(index, op, ret)
 
     def batch_requests(self, op: Op) -> list[tuple[str, str, int, int, int, frozenset[str]]]:
-        """An AIO batch as the backend takes it (FileBackend.direct_batch)."""
+        """A batch (aio, uring) as the backend takes it (FileBackend.direct_batch)."""
         return [(b.kind, self.prefix + b.file, b.pos, b.length, self.wid(b) if b.wid else 0,
                  b.flags) for b in op.batch]  # fmt: skip
 
     def _step_aio(self, index: int, op: Op) -> Failure | None:
         """Requests in flight together, on ranges that do not overlap: each is checked
         as if alone, the writes first (a read past EOF may see the size before or after
-        an extending write of the batch)."""
-        results = self.backend.direct_batch(self.batch_requests(op))
+        an extending write of the batch). Through Linux AIO or io_uring (``op.kind``)."""
+        results = self.backend.direct_batch(self.batch_requests(op), via=op.kind)
         shown = ", ".join(_show(ret) for ret, _ in results)
         self.story.append(f"{index:4}: {op} -> {shown}")
         before = {n: self.oracle.file(ino).sizes for n, ino in self.inos.items()}
@@ -433,8 +433,8 @@ def perform_unchecked(r: FileRun, op: Op) -> object:
     """Do ``op`` on the backend and check nothing (the raw side of bench/kernel.py)."""
     if op.kind in ("pread", "bread"):
         return _read(r, op)
-    if op.kind == "aio":
-        return r.backend.direct_batch(r.batch_requests(op))
+    if op.kind in BATCHES:
+        return r.backend.direct_batch(r.batch_requests(op), via=op.kind)
     return _perform(r, op)
 
 

@@ -20,10 +20,13 @@ from .backend import Capabilities
 
 KINDS = ("pwrite", "pread", "bwrite", "bread", "fsync", "fdatasync", "truncate",
          "fallocate", "punch", "reflink", "drop_cache", "remount", "zero_range",
-         "mmap_write", "aio")  # fmt: skip
+         "mmap_write", "aio", "uring")  # fmt: skip
 # kinds a backend has only when its capabilities say so
 OPTIONAL = {"reflink": "reflink", "remount": "remount", "zero_range": "zero_range",
-            "mmap_write": "mmap", "aio": "aio"}  # fmt: skip
+            "mmap_write": "mmap", "aio": "aio", "uring": "uring"}  # fmt: skip
+# direct requests in flight together, by the interface that submits them
+# (FileBackend.direct_batch's ``via``)
+BATCHES = {"aio": "Linux AIO", "uring": "io_uring"}
 SPAN = 256 * 1024  # where operations land (the files stay small)
 MAX_LEN = 64 * 1024
 FILES = 2
@@ -49,7 +52,7 @@ class Op:
     keep_size: bool = False
     src: str = ""
     spos: int = 0
-    batch: tuple[Op, ...] = ()  # aio: direct reads and writes in flight together
+    batch: tuple[Op, ...] = ()  # aio, uring: direct reads and writes in flight together
 
     def __str__(self) -> str:
         k, f = self.kind, self.file
@@ -76,8 +79,8 @@ class Op:
             return f"FICLONERANGE {src} -> {f} @{self.pos}"
         if k == "remount":
             return "unmount and mount again"
-        if k == "aio":
-            return "in flight together (Linux AIO): " + "; ".join(map(str, self.batch))
+        if k in BATCHES:
+            return f"in flight together ({BATCHES[k]}): " + "; ".join(map(str, self.batch))
         return f"{k} {f}"
 
     def to_json(self) -> dict[str, Any]:
@@ -103,7 +106,7 @@ class Op:
 # how often each operation is drawn (reflink only where the backend has it)
 WEIGHTS = {"pwrite": 30, "pread": 18, "bwrite": 6, "bread": 5, "fsync": 3, "fdatasync": 2,
            "truncate": 4, "fallocate": 7, "punch": 4, "reflink": 3, "drop_cache": 3,
-           "remount": 1, "zero_range": 3, "mmap_write": 4, "aio": 4}  # fmt: skip
+           "remount": 1, "zero_range": 3, "mmap_write": 4, "aio": 4, "uring": 4}  # fmt: skip
 
 
 class Sizes:
@@ -180,8 +183,8 @@ def draw_op(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int) -> O
         return Op("mmap_write", f, start, rnd.randrange(1, 3 * caps.page_size), wid)
     if kind == "reflink":
         return _reflink(rnd, caps, sizes, f)
-    if kind == "aio":
-        return _aio(rnd, caps, sizes, wid)
+    if kind in BATCHES:
+        return _aio(rnd, caps, sizes, wid, kind)
     return Op(kind, f)
 
 
@@ -197,10 +200,11 @@ def _reflink(rnd: random.Random, caps: Capabilities, sizes: Sizes, dst: str) -> 
     return Op("reflink", dst, dpos, count * bs, src=src, spos=first * bs)
 
 
-def _aio(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int) -> Op:
-    """2-4 direct requests submitted together, on ranges that do not overlap (what
-    overlapping requests in flight leave is any interleaving: not drawn), all reads or
-    all writes on each file. Write ids
+def _aio(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int,
+         kind: str = "aio") -> Op:  # fmt: skip
+    """2-4 direct requests submitted together (``kind``: through Linux AIO or
+    io_uring), on ranges that do not overlap (what overlapping requests in flight leave
+    is any interleaving: not drawn), all reads or all writes on each file. Write ids
     ``wid``, ``wid + 1``...: the list numbers the next operation after them."""
     batch: list[Op] = []
     writes = {f"f{i}": rnd.random() < 0.5 for i in range(FILES)}
@@ -223,7 +227,7 @@ def _aio(rnd: random.Random, caps: Capabilities, sizes: Sizes, wid: int) -> Op:
             batch.append(Op("pwrite", f, pos, n, wid + i, flags))
         else:
             batch.append(Op("pread", f, pos, n, flags=flags))
-    return Op("aio", batch=tuple(batch))
+    return Op(kind, batch=tuple(batch))
 
 
 def draw_ops(seed: int, count: int, caps: Capabilities) -> list[Op]:
@@ -237,7 +241,7 @@ def draw_ops(seed: int, count: int, caps: Capabilities) -> list[Op]:
         op = draw_op(rnd, caps, sizes, wid=wid)
         guess_size(sizes, op)
         ops.append(op)
-        wid += 4 if op.kind == "aio" else 1
+        wid += 4 if op.kind in BATCHES else 1
     return ops
 
 

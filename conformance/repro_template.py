@@ -115,7 +115,8 @@ def perform(f, op, dev, mnt, fs):
     wid = op.get("wid", 0)
     if k in ("pwrite", "pread"):
         return direct(f.fd(name, True), k, pos, n, wid, op.get("flags", []), op.get("fault_at"))
-    if k == "aio":  # submitted together in the original; one after the other here
+    if k in ("aio", "uring"):  # in flight together in the original (Linux AIO, io_uring);
+        # one after the other here
         return [perform(f, sub, dev, mnt, fs) for sub in op["batch"]]
     b = f.fd(name, False)
     if k == "bwrite":

@@ -15,7 +15,7 @@ class MemFs:
     def __init__(self) -> None:
         self.caps = Capabilities(block_size=4096, logical_block_size=512, reflink=True,
                                  remount=True, zero_range=True, mmap=True,
-                                 aio=True)  # fmt: skip
+                                 aio=True, uring=True)  # fmt: skip
         self.name = "memfs"
         self.data: dict[str, bytearray] = {}
         self.ino = 0
@@ -49,8 +49,10 @@ class MemFs:
         return self._read(name, pos, length)
 
     def direct_batch(self, reqs: list[tuple[str, str, int, int, int, frozenset[str]]],
-                     ) -> list[tuple[int, bytes]]:  # fmt: skip
-        out = []
+                     via: str = "aio") -> list[tuple[int, bytes]]:  # fmt: skip
+        if via not in ("aio", "uring"):
+            raise ValueError(f"direct_batch via {via!r}")
+        out = []  # (io_uring like AIO: one request after the other)
         for kind, name, pos, length, wid, flags in reqs:
             if kind == "pwrite":
                 out.append((self.direct_write(name, pos, length, wid, flags, None), b""))

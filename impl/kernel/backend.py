@@ -4,7 +4,8 @@
 loop-mounted filesystem (``fixture.kernel_fs``): O_DIRECT ``preadv2``/``pwritev2`` from
 page-aligned anonymous buffers, whose pages from ``fault_at`` on are ``PROT_NONE`` when a
 fault is asked for; buffered I/O through a second descriptor; fallocate, punch hole,
-truncate, FICLONERANGE, fsync/fdatasync, POSIX_FADV_DONTNEED; unmount and mount again.
+truncate, FICLONERANGE, fsync/fdatasync, POSIX_FADV_DONTNEED; unmount and mount again;
+batches of direct requests in flight together through Linux AIO or io_uring.
 Data is ``model.pattern.pattern`` (the bytes are a function of the write id and the
 offset, so nothing is kept in memory).
 
@@ -45,6 +46,13 @@ def _errno(exc: OSError) -> int:
     return -(exc.errno or errno.EIO)
 
 
+def _uring_works() -> bool:
+    """io_uring can be used here (a kernel with it, not disabled by sysctl or seccomp)."""
+    from .uring import unavailable
+
+    return unavailable() is None
+
+
 def _buffer(length: int) -> mmap.mmap:
     buf = mmap.mmap(-1, max(length, 1))
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
@@ -62,7 +70,7 @@ class KernelBackend:
         self.caps = Capabilities(
             block_size=g.fs_block_size, logical_block_size=g.logical_block_size,
             page_size=g.page_size, reflink=m.fs in ("xfs", "btrfs"), remount=True,
-            zero_range=True, mmap=True, aio=True,
+            zero_range=True, mmap=True, aio=True, uring=_uring_works(),
         )  # fmt: skip
         self.name = label or f"kernel {m.fs}"
         self._fds: dict[str, tuple[int, int]] = {}  # name: (O_DIRECT fd, buffered fd)
@@ -75,6 +83,7 @@ class KernelBackend:
         # request: what it is, for requests that leave no other event saying so
         self.marker: Callable[[str], None] | None = None
         self._aio: Any = None  # an AioContext, made on first use
+        self._uring: Any = None  # a UringContext, made on first use
 
     # -- descriptors --------------------------------------------------------------------
 
@@ -93,12 +102,15 @@ class KernelBackend:
 
     @releasing
     def close(self) -> None:
-        """Close every descriptor, the AIO context and the buffer (idempotent, also
-        after an interrupted call)."""
+        """Close every descriptor, the AIO context, the io_uring and the buffer
+        (idempotent, also after an interrupted call)."""
         with critical():
             if self._aio is not None:  # waits for requests in flight, then io_destroy
                 self._aio.close()
                 self._aio = None
+            if self._uring is not None:  # waits for requests in flight, then closes
+                self._uring.close()
+                self._uring = None
             self._close_files()
         if not self._pool.closed:
             # an interrupted call's view may still export it: the memory then goes with
@@ -155,10 +167,10 @@ class KernelBackend:
             buf.close()
 
     def direct_batch(self, reqs: list[tuple[str, str, int, int, int, frozenset[str]]],
-                     ) -> list[tuple[int, bytes]]:  # fmt: skip
-        """One io_submit of them all, then reaped; each has a buffer of its own."""
-        from .aio import AioContext
-
+                     via: str = "aio") -> list[tuple[int, bytes]]:  # fmt: skip
+        """One submission of them all (``via``: io_submit, or io_uring_enter), then
+        reaped; each has a buffer of its own."""
+        ctx = self._batch_context(via)
         bufs = []
         ops = []
         try:
@@ -176,16 +188,12 @@ class KernelBackend:
                 ops.append((op, fd, memoryview(buf)[:length], pos, rwf(flags), i))
             self.syscalls += len(ops)
             results = [0] * len(ops)
-            if self._aio is None:
-                with critical():  # known to close() from the moment it exists
-                    self._aio = AioContext(16)
-            ctx = self._aio
             try:
                 accepted = ctx.submit_many(ops)
             except OSError as exc:
                 return [(_errno(exc), b"")] * len(ops)
             for i in range(accepted, len(ops)):
-                results[i] = -errno.EAGAIN  # (io_submit took a prefix only)
+                results[i] = -errno.EAGAIN  # (a prefix only was taken)
             got = 0
             while got < accepted:  # (all reaped before the buffers go)
                 for data, res in ctx.reap(1):
@@ -199,6 +207,26 @@ class KernelBackend:
             for buf in bufs:
                 with contextlib.suppress(BufferError):
                     buf.close()
+
+    def _batch_context(self, via: str) -> Any:
+        """The AioContext or UringContext, made on first use and kept (also across
+        remounts: see ``remount``)."""
+        if via == "aio":
+            if self._aio is None:
+                from .aio import AioContext
+
+                with critical():  # known to close() from the moment it exists
+                    self._aio = AioContext(16)
+            return self._aio
+        if via == "uring" and self.caps.uring:
+            if self._uring is None:
+                from .uring import UringContext
+
+                with critical():
+                    self._uring = UringContext(16)
+            return self._uring
+        raise ValueError(f"no direct batches via {via!r} here (aio, or uring when "
+                         "io_uring works)")  # fmt: skip
 
     def _pwritev(self, fd: int, view: memoryview, pos: int, flags: frozenset[str]) -> int:
         self.syscalls += 1
@@ -288,7 +316,9 @@ class KernelBackend:
     def remount(self) -> int:
         """Close every file, unmount, mount again; files reopen on their next use. (The
         AIO context holds no file once its requests are reaped: it stays; io_destroy
-        waits for an RCU grace period.)"""
+        waits for an RCU grace period. So does the io_uring: a request an io-wq worker
+        retried lets go of its file in this thread's task work, run as a system call
+        returns, a moment after its completion shows.)"""
         self._close_files()
         try:
             remount(self.m)
